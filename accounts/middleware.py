@@ -1,0 +1,56 @@
+import time
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.shortcuts import redirect
+from django.urls import reverse
+
+LAST_ACTIVITY_KEY = "last_activity"
+
+
+class IdleTimeoutMiddleware:
+    """Sign a user out after SESSION_IDLE_MINUTES without a request, and say why on
+    the login page (the session cookie alone would expire silently)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.user.is_authenticated:
+            now = time.time()
+            last = request.session.get(LAST_ACTIVITY_KEY)
+            if last is not None and now - last > settings.SESSION_IDLE_MINUTES * 60:
+                request.idle_logout = True
+                logout(request)
+                messages.info(
+                    request,
+                    f"You were signed out after {settings.SESSION_IDLE_MINUTES} "
+                    "minutes without activity. Please sign in again.",
+                )
+                return redirect(f"{reverse(settings.LOGIN_URL)}?next={request.path}")
+            request.session[LAST_ACTIVITY_KEY] = now
+        return self.get_response(request)
+
+
+class PasswordChangeRequiredMiddleware:
+    """After an admin reset, the user must choose a new password before anything
+    else."""
+
+    allowed = ("accounts:password-change", "accounts:logout")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = request.user
+        if user.is_authenticated and user.must_change_password:
+            allowed_paths = {reverse(name) for name in self.allowed}
+            if request.path not in allowed_paths and not request.path.startswith(
+                settings.STATIC_URL
+                if settings.STATIC_URL.startswith("/")
+                else "/" + settings.STATIC_URL
+            ):
+                messages.warning(request, "Choose a new password to continue.")
+                return redirect("accounts:password-change")
+        return self.get_response(request)

@@ -1,0 +1,255 @@
+"""Writes to accounts. Every change to who may do what is audited here."""
+
+import secrets
+import string
+
+from axes.utils import reset as axes_reset
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.sessions.models import Session
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from .audit import Action, audit_record
+from .models import Role, User
+
+SELF_SERVICE_ROLES = (Role.RADIOLOGIST, Role.CLINICIAN)
+
+
+def _notify(*, recipients: list[str], subject: str, body: str) -> None:
+    recipients = [r for r in recipients if r]
+    if recipients:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+
+
+@transaction.atomic
+def user_register(
+    *,
+    username: str,
+    email: str,
+    password: str,
+    first_name: str = "",
+    last_name: str = "",
+    department: str = "",
+    requested_role: str,
+    request: HttpRequest | None = None,
+) -> User:
+    """Create an inactive account that an admin must approve."""
+    if requested_role not in SELF_SERVICE_ROLES:
+        raise ValidationError({"requested_role": "Choose radiologist or clinician."})
+    user = User(
+        username=username,
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        department=department,
+        role=requested_role,
+        requested_role=requested_role,
+        is_active=False,
+    )
+    validate_password(password, user)
+    user.set_password(password)
+    user.full_clean()
+    user.save()
+    audit_record(
+        action=Action.REGISTER,
+        request=request,
+        actor_username=username,
+        obj=user,
+        detail={"requested_role": requested_role},
+    )
+    admins = User.objects.filter(role=Role.ADMIN, is_active=True)
+    transaction.on_commit(
+        lambda: _notify(
+            recipients=[a.email for a in admins],
+            subject=f"{settings.PORTAL_NAME}: account awaiting approval",
+            body=f"{user.get_full_name() or username} ({email}) asked for a "
+            f"{user.get_role_display().lower()} account. Approve or refuse it under "
+            "Users in the portal.",
+        )
+    )
+    return user
+
+
+def _ensure_other_admin_remains(*, user: User) -> None:
+    others = User.objects.filter(role=Role.ADMIN, is_active=True).exclude(pk=user.pk)
+    if user.role == Role.ADMIN and not others.exists():
+        raise ValidationError(
+            "This is the last active administrator; make another user an "
+            "administrator first."
+        )
+
+
+def _set_role(user: User, role: str) -> None:
+    if role not in Role.values:
+        raise ValidationError(f"Unknown role {role!r}.")
+    user.role = role
+    # The Django admin site is for portal administrators only.
+    user.is_staff = role == Role.ADMIN
+    user.is_superuser = role == Role.ADMIN
+
+
+@transaction.atomic
+def user_approve(*, user: User, role: str, by: User, request: HttpRequest) -> User:
+    if user.is_active:
+        raise ValidationError(f"{user.username} is already active.")
+    _set_role(user, role)
+    user.is_active = True
+    user.approved_at = timezone.now()
+    user.approved_by = by
+    user.save()
+    audit_record(
+        action=Action.USER_APPROVE, request=request, obj=user, detail={"role": role}
+    )
+    transaction.on_commit(
+        lambda: _notify(
+            recipients=[user.email],
+            subject=f"{settings.PORTAL_NAME}: your account is active",
+            body=f"Your {user.get_role_display().lower()} account {user.username} has "
+            "been approved. You can sign in now.",
+        )
+    )
+    return user
+
+
+@transaction.atomic
+def user_set_role(*, user: User, role: str, by: User, request: HttpRequest) -> User:
+    if role == user.role:
+        return user
+    if role != Role.ADMIN:
+        _ensure_other_admin_remains(user=user)
+    old = user.role
+    _set_role(user, role)
+    user.save()
+    audit_record(
+        action=Action.USER_ROLE_CHANGE,
+        request=request,
+        obj=user,
+        detail={"from": old, "to": role},
+    )
+    return user
+
+
+def _end_sessions(user: User) -> None:
+    """Sign a user out everywhere (sessions store the user id under _auth_user_id)."""
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+        if session.get_decoded().get("_auth_user_id") == str(user.pk):
+            session.delete()
+
+
+@transaction.atomic
+def user_deactivate(*, user: User, by: User, request: HttpRequest) -> User:
+    if user.pk == by.pk:
+        raise ValidationError("You cannot deactivate your own account.")
+    if not user.is_active:
+        raise ValidationError(f"{user.username} is already inactive.")
+    _ensure_other_admin_remains(user=user)
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    _end_sessions(user)
+    audit_record(action=Action.USER_DEACTIVATE, request=request, obj=user)
+    return user
+
+
+@transaction.atomic
+def user_reactivate(*, user: User, by: User, request: HttpRequest) -> User:
+    if user.is_active:
+        raise ValidationError(f"{user.username} is already active.")
+    if user.approved_at is None:
+        raise ValidationError("Approve a new registration instead of reactivating it.")
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    audit_record(action=Action.USER_REACTIVATE, request=request, obj=user)
+    return user
+
+
+def temporary_password_generate(length: int = 14) -> str:
+    """Random password of letters and digits, with at least one of each."""
+    alphabet = string.ascii_letters + string.digits
+    while True:
+        password = "".join(secrets.choice(alphabet) for _ in range(length))
+        if any(c.isdigit() for c in password) and any(c.isalpha() for c in password):
+            return password
+
+
+@transaction.atomic
+def user_reset_password(*, user: User, by: User, request: HttpRequest) -> str:
+    """Give the user a temporary password, shown once to the admin; the user must
+    choose a new one at the next sign-in. Unlocks the account too."""
+    password = temporary_password_generate()
+    user.set_password(password)
+    user.must_change_password = True
+    user.save(update_fields=["password", "must_change_password"])
+    _end_sessions(user)
+    axes_reset(username=user.username)
+    audit_record(action=Action.USER_PASSWORD_RESET, request=request, obj=user)
+    return password
+
+
+def user_unlock(*, user: User, by: User, request: HttpRequest) -> int:
+    """Lift a login lockout; returns how many throttling records were cleared."""
+    cleared = axes_reset(username=user.username)
+    audit_record(
+        action=Action.USER_UNLOCK,
+        request=request,
+        obj=user,
+        detail={"cleared_attempts": cleared},
+    )
+    return cleared
+
+
+def user_password_changed(*, user: User, request: HttpRequest) -> None:
+    if user.must_change_password:
+        user.must_change_password = False
+        user.save(update_fields=["must_change_password"])
+    audit_record(action=Action.PASSWORD_CHANGE, request=request, obj=user)
+
+
+DEMO_USERS = (
+    ("demo-admin", Role.ADMIN, "Ada", "Admin"),
+    ("demo-radiologist", Role.RADIOLOGIST, "Rita", "Radiologist"),
+    ("demo-clinician", Role.CLINICIAN, "Carl", "Clinician"),
+)
+
+
+@transaction.atomic
+def demo_users_ensure() -> list[tuple[str, str, str | None]]:
+    """Create the three demo accounts that do not exist yet.
+
+    Returns (username, role, password) for each; the password is None for an
+    account that already existed (its password is not known any more).
+    """
+    created = []
+    for username, role, first, last in DEMO_USERS:
+        if User.objects.filter(username=username).exists():
+            created.append((username, role, None))
+            continue
+        password = temporary_password_generate(16)
+        user = User(
+            username=username,
+            first_name=first,
+            last_name=last,
+            email=f"{username}@example.org",
+            approved_at=timezone.now(),
+        )
+        _set_role(user, role)
+        user.set_password(password)
+        user.save()
+        audit_record(
+            action=Action.USER_CREATE,
+            actor_username="system",
+            obj=user,
+            detail={"demo": True, "role": role},
+        )
+        created.append((username, role, password))
+    return created
+
+
+def sessions_clear_expired() -> int:
+    """Delete expired sessions; returns how many were removed."""
+    expired = Session.objects.filter(expire_date__lt=timezone.now())
+    count, _ = expired.delete()
+    return count

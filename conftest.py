@@ -1,0 +1,67 @@
+"""Shared fixtures: the personas every test module uses."""
+
+import pytest
+from django.conf import settings
+
+
+def pytest_report_header(config):
+    description = getattr(settings, "TEST_BACKENDS_DESCRIPTION", "")
+    return [f"stroke-portal test backends: {description}"] if description else []
+
+
+@pytest.fixture
+def admin(db):
+    from accounts.tests.factories import UserFactory
+
+    return UserFactory(username="alice-admin", role="admin")
+
+
+@pytest.fixture
+def radiologist(db):
+    from accounts.tests.factories import UserFactory
+
+    return UserFactory(username="rob-radiologist", role="radiologist")
+
+
+@pytest.fixture
+def clinician(db):
+    from accounts.tests.factories import UserFactory
+
+    return UserFactory(username="cleo-clinician", role="clinician")
+
+
+@pytest.fixture
+def inactive_user(db):
+    from accounts.tests.factories import UserFactory
+
+    return UserFactory(
+        username="ivan-inactive", role="clinician", is_active=False, approved_at=None
+    )
+
+
+@pytest.fixture
+def personas(admin, radiologist, clinician):
+    return {"admin": admin, "radiologist": radiologist, "clinician": clinician}
+
+
+def _client_for(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def as_admin(admin):
+    return _client_for(admin)
+
+
+@pytest.fixture
+def as_radiologist(radiologist):
+    return _client_for(radiologist)
+
+
+@pytest.fixture
+def as_clinician(clinician):
+    return _client_for(clinician)

@@ -1,0 +1,1 @@
+# Studies, images, AI results and reviews arrive with the diagnosis issue.

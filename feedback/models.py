@@ -1,0 +1,1 @@
+# Feedback cases, retraining jobs and model versions arrive with the feedback issue.

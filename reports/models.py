@@ -1,0 +1,1 @@
+# PDF reports and structured exports arrive with the reports issue.

@@ -1,0 +1,50 @@
+"""Pages the portal shows when something goes wrong, in the portal's look."""
+
+from django.contrib.auth.decorators import login_not_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from accounts.audit import Action, audit_record
+from accounts.models import AuditOutcome
+
+
+def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
+    if request.user.is_authenticated:
+        audit_record(
+            action=Action.ACCESS_DENIED, request=request, outcome=AuditOutcome.DENIED
+        )
+    return render(request, "403.html", {"reason": str(exception or "")}, status=403)
+
+
+def page_not_found(request: HttpRequest, exception=None) -> HttpResponse:
+    return render(request, "404.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    # No context processors: whatever broke must not break this page too.
+    return render(request, "500.html", status=500)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    audit_record(
+        action=Action.CSRF_FAILED,
+        request=request,
+        actor_username="" if request.user.is_authenticated else "anonymous",
+        outcome=AuditOutcome.DENIED,
+        detail={"reason": reason},
+    )
+    return render(request, "403_csrf.html", status=403)
+
+
+@login_not_required
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers and docker-compose: no patient data here."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:
+        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
+    return JsonResponse({"status": "ok"})
