@@ -1,0 +1,152 @@
+"""Read zip uploads safely: bounded sizes, no path tricks, no encrypted members."""
+
+from __future__ import annotations
+
+import re
+import stat
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ml.io.limits import ByteBudget, LoadLimits, MiB, format_bytes
+from ml.io.types import Rejected
+
+_CHUNK = MiB
+#: Members smaller than this are not ratio-checked: they cannot blow up memory.
+_RATIO_CHECK_FROM = MiB
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_SYSTEM_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
+
+
+@dataclass
+class Extracted:
+    """Members of one zip written into the loader's temporary directory."""
+
+    files: list[tuple[str, Path]] = field(default_factory=list)  # (name, path)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def is_system_file(name: str) -> bool:
+    """True for operating-system clutter (``.DS_Store``, ``__MACOSX/``, ``._x``)."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p]
+    if any(p == "__MACOSX" for p in parts):
+        return True
+    base = parts[-1] if parts else name
+    return base.lower() in _SYSTEM_NAMES or base.startswith(".")
+
+
+def extract_zip(
+    path: Path,
+    *,
+    name: str,
+    limits: LoadLimits,
+    budget: ByteBudget,
+    room: int,
+    new_path: Callable[[], Path],
+) -> Extracted:
+    """Write the members of the zip at ``path`` to fresh paths from ``new_path``.
+
+    ``name`` is the zip as the user knows it; members are named ``name/member``.
+    ``room`` is how many more files the upload may hold. A zip that breaks a limit
+    as a whole is rejected whole; a bad member is rejected alone.
+    """
+    out = Extracted()
+    try:
+        with zipfile.ZipFile(path) as zf:
+            _extract_members(zf, out, name, limits, budget, room, new_path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        out.rejected.append(Rejected(name, f"corrupt or incomplete zip file ({exc})"))
+    return out
+
+
+def _extract_members(zf, out, name, limits, budget, room, new_path) -> None:
+    infos = [i for i in zf.infolist() if not i.is_dir()]
+    infos = [i for i in infos if not is_system_file(i.filename)]
+    problem = _zip_problem(infos, limits=limits, budget=budget, room=room)
+    if problem:
+        out.rejected.append(Rejected(name, problem))
+        return
+    for info in infos:
+        member = f"{name}/{info.filename}"
+        reason = _member_problem(info, limits=limits) or _copy_member(
+            zf, info, budget=budget, target=new_path()
+        )
+        if isinstance(reason, Path):
+            out.files.append((member, reason))
+        else:
+            out.rejected.append(Rejected(member, reason))
+
+
+def _zip_problem(infos, *, limits: LoadLimits, budget: ByteBudget, room: int) -> str:
+    if not infos:
+        return "empty zip file (no files inside)"
+    if len(infos) > room:
+        return (
+            f"zip holds {len(infos)} files; an upload may hold at most "
+            f"{limits.max_files} files"
+        )
+    declared = sum(i.file_size for i in infos)
+    if declared > budget.remaining:
+        return (
+            f"zip would expand to {format_bytes(declared)}, more than the "
+            f"{format_bytes(budget.remaining)} left for this upload (possible zip bomb)"
+        )
+    return ""
+
+
+def _member_problem(info: zipfile.ZipInfo, *, limits: LoadLimits) -> str:
+    if _is_unsafe(info.filename):
+        return "unsafe path in zip (absolute or with '..'); not extracted"
+    if info.flag_bits & 0x1:
+        return "encrypted (password-protected) zip member; upload it unencrypted"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "symbolic link in zip; not followed"
+    if info.file_size > limits.max_file_bytes:
+        return (
+            f"{format_bytes(info.file_size)} uncompressed; the limit per file is "
+            f"{format_bytes(limits.max_file_bytes)}"
+        )
+    return _ratio_problem(info, limits=limits)
+
+
+def _ratio_problem(info: zipfile.ZipInfo, *, limits: LoadLimits) -> str:
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size >= _RATIO_CHECK_FROM and ratio > limits.max_zip_ratio:
+        return (
+            f"compressed {ratio:.0f}:1, above the {limits.max_zip_ratio:.0f}:1 "
+            "limit (possible zip bomb)"
+        )
+    return ""
+
+
+def _is_unsafe(filename: str) -> bool:
+    name = filename.replace("\\", "/")
+    return name.startswith("/") or bool(_DRIVE.match(name)) or ".." in name.split("/")
+
+
+def _copy_member(zf, info, *, budget: ByteBudget, target: Path) -> Path | str:
+    """Copy in chunks, never writing more than the member declares."""
+    try:
+        budget.take(info.file_size)
+        with zf.open(info) as src, target.open("wb") as dst:
+            _copy_bounded(src, dst, limit=info.file_size)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        target.unlink(missing_ok=True)
+        return f"could not be decompressed ({exc})"
+    except (NotImplementedError, ValueError) as exc:
+        target.unlink(missing_ok=True)
+        return f"could not be extracted ({exc})"
+    return target
+
+
+def _copy_bounded(src, dst, *, limit: int) -> None:
+    written = 0
+    while chunk := src.read(_CHUNK):
+        written += len(chunk)
+        if written > limit:
+            raise ValueError(
+                "it expands beyond its declared size (corrupt or zip bomb)"
+            )
+        dst.write(chunk)

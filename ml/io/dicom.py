@@ -1,0 +1,263 @@
+"""DICOM studies: pick one study and its axial series, order it, decode it to HU."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut, pixel_array
+
+from ml.io.dicom_header import (
+    Frame,
+    frames_of,
+    functional_group,
+    read_header,
+    set_aside_reason,
+)
+from ml.io.dicom_meta import study_metadata
+from ml.io.geometry import SAME_POSITION_MM, plane_name, slice_normal
+from ml.io.limits import LoadLimits
+from ml.io.plan import Candidate, rejected_only, split_majority
+from ml.io.sources import Source
+from ml.io.types import LoadResult, Rejected, SliceInfo
+
+_LABEL = "DICOM"
+_NO_POSITIONS = (
+    "ImagePositionPatient or ImageOrientationPatient is missing: slices are ordered "
+    "by InstanceNumber"
+)
+
+Step = Callable[[list[Frame]], tuple[list[Frame], list[Rejected]]]
+
+
+def plan_dicom(sources: list[Source], *, limits: LoadLimits) -> Candidate:
+    """Plan the study from DICOM files, reading headers only.
+
+    Keeps the study with most image frames and, in it, the series with most axial
+    frames; sets aside everything else with a reason, and orders the slices foot to
+    head by position along the slice normal.
+    """
+    frames, rejected = _readable_frames(sources, limits=limits)
+    steps: list[Step] = [_drop_non_axial, _one_study, _one_series, _one_size]
+    for step in steps:
+        if not frames:
+            break
+        frames, dropped = step(frames)
+        rejected += dropped
+    frames, dropped, warnings = order_frames(frames)
+    if not frames:
+        return rejected_only(kind="dicom", label=_LABEL, rejected=rejected + dropped)
+    return Candidate(
+        kind="dicom",
+        label=_LABEL,
+        sources=list(dict.fromkeys(f.source for f in frames)),
+        shape=(len(frames), *frames[0].shape),
+        load=lambda: load_frames(frames),
+        rejected=rejected + dropped,
+        warnings=warnings,
+    )
+
+
+def order_frames(
+    frames: list[Frame],
+) -> tuple[list[Frame], list[Rejected], list[str]]:
+    """Frames foot to head, duplicates removed, and a warning if order is a guess."""
+    frames, rejected = _drop_same_image(frames)
+    if frames and all(
+        f.position is not None and f.orientation is not None for f in frames
+    ):
+        frames.sort(key=lambda f: (position_mm(f), f.instance_number or 0))
+        frames, same_place = _drop_same_position(frames)
+        return frames, rejected + same_place, []
+    frames.sort(key=_instance_order)
+    return frames, rejected, [_NO_POSITIONS] if len(frames) > 1 else []
+
+
+def position_mm(frame: Frame) -> float | None:
+    """Position (mm) of a frame along its superior-pointing slice normal."""
+    if frame.position is None or frame.orientation is None:
+        return None
+    return float(frame.position @ slice_normal(orientation=frame.orientation))
+
+
+def load_frames(frames: list[Frame]) -> LoadResult:
+    """Decode ordered frames to a (D, H, W) float32 volume after the modality LUT."""
+    pixels, failed = _decode(frames)
+    kept = [f for f in frames if f in pixels]
+    volume = np.stack([pixels[f] for f in kept]) if kept else np.zeros((0, 0, 0))
+    return LoadResult(
+        volume=volume.astype(np.float32, copy=False),
+        slices=[_slice_info(f) for f in kept],
+        metadata=study_metadata(kept, positions=[position_mm(f) for f in kept]),
+        rejected=failed,
+        consumed=list(dict.fromkeys(f.source.name for f in kept)),
+    )
+
+
+def _readable_frames(sources, *, limits) -> tuple[list[Frame], list[Rejected]]:
+    frames, rejected = [], []
+    for source in sources:
+        try:
+            ds = read_header(source)
+            reason = set_aside_reason(ds, source=source, limits=limits)
+        except ValueError as exc:
+            ds, reason = None, str(exc)
+        if reason:
+            rejected.append(Rejected(source.name, reason))
+        else:
+            frames += frames_of(ds, source=source)
+    return frames, rejected
+
+
+def _drop_non_axial(frames: list[Frame]) -> tuple[list[Frame], list[Rejected]]:
+    kept, rejected = [], []
+    for frame in frames:
+        plane = _plane(frame)
+        if plane in ("axial", None):
+            kept.append(frame)
+        else:
+            reason = f"{plane} image, not an axial slice (set aside as a localizer)"
+            rejected.append(Rejected(frame.label, reason))
+    return kept, rejected
+
+
+def _plane(frame: Frame) -> str | None:
+    try:
+        return (
+            None
+            if frame.orientation is None
+            else plane_name(orientation=frame.orientation)
+        )
+    except ValueError:
+        return None
+
+
+def _one_study(frames: list[Frame]) -> tuple[list[Frame], list[Rejected]]:
+    _, kept, others = split_majority(frames, key=lambda f: _uid(f, "StudyInstanceUID"))
+    return kept, _by_file(others, _other_study)
+
+
+def _other_study(frame: Frame) -> str:
+    uid = _uid(frame, "StudyInstanceUID") or "missing"
+    return (
+        f"belongs to another study (StudyInstanceUID {uid}); upload one study at a time"
+    )
+
+
+def _one_series(frames: list[Frame]) -> tuple[list[Frame], list[Rejected]]:
+    _, kept, others = split_majority(frames, key=lambda f: _uid(f, "SeriesInstanceUID"))
+    chosen = series_label(kept[0].ds)
+    return kept, _by_file(
+        others,
+        lambda f: (
+            f"series {series_label(f.ds)} not used: the study's axial series is "
+            f"{chosen}"
+        ),
+    )
+
+
+def series_label(ds: Dataset) -> str:
+    """'201 "STD BRAIN 5MM"', or the SeriesInstanceUID when there is no number."""
+    number, description = ds.get("SeriesNumber"), ds.get("SeriesDescription")
+    label = (
+        str(number) if number not in (None, "") else str(ds.get("SeriesInstanceUID"))
+    )
+    return f'{label} "{description}"' if description else label
+
+
+def _one_size(frames: list[Frame]) -> tuple[list[Frame], list[Rejected]]:
+    (rows, columns), kept, others = split_majority(frames, key=lambda f: f.shape)
+    return kept, [
+        Rejected(
+            f.label,
+            f"image size {f.shape[1]}x{f.shape[0]} differs from the {columns}x{rows} "
+            "of the series' other slices",
+        )
+        for f in others
+    ]
+
+
+def _drop_same_image(frames: list[Frame]) -> tuple[list[Frame], list[Rejected]]:
+    first: dict[tuple[str, int], Frame] = {}
+    kept, rejected = [], []
+    for frame in frames:
+        key = (_uid(frame, "SOPInstanceUID"), frame.index)
+        if key[0] and key in first:
+            reason = f"same image as {first[key].label} (identical SOPInstanceUID)"
+            rejected.append(Rejected(frame.label, reason))
+        else:
+            first.setdefault(key, frame)
+            kept.append(frame)
+    return kept, rejected
+
+
+def _drop_same_position(frames: list[Frame]) -> tuple[list[Frame], list[Rejected]]:
+    kept, rejected = [frames[0]], []
+    for frame in frames[1:]:
+        here = position_mm(frame)
+        if abs(here - position_mm(kept[-1])) < SAME_POSITION_MM:
+            reason = (
+                f"duplicate slice: same position ({here:.2f} mm) as {kept[-1].label}"
+            )
+            rejected.append(Rejected(frame.label, reason))
+        else:
+            kept.append(frame)
+    return kept, rejected
+
+
+def _instance_order(frame: Frame) -> tuple:
+    number = frame.instance_number
+    return (number is None, number or 0, frame.source.name, frame.index)
+
+
+def _decode(frames: list[Frame]) -> tuple[dict[Frame, np.ndarray], list[Rejected]]:
+    by_file: dict[Source, list[Frame]] = defaultdict(list)
+    for frame in frames:
+        by_file[frame.source].append(frame)
+    pixels, failed = {}, []
+    for source, file_frames in by_file.items():
+        try:
+            pixels.update(_decode_file(file_frames))
+        except Exception as exc:  # decoders raise many types on damaged data
+            reason = f"pixel data could not be decoded ({type(exc).__name__}: {exc})"
+            failed.append(Rejected(source.name, reason))
+    return pixels, failed
+
+
+def _decode_file(frames: list[Frame]) -> dict[Frame, np.ndarray]:
+    ds = frames[0].ds
+    stored = pixel_array(ds).reshape(-1, *frames[0].shape)
+    return {f: _rescale(stored[f.index], ds=ds, index=f.index) for f in frames}
+
+
+def _rescale(stored: np.ndarray, *, ds: Dataset, index: int) -> np.ndarray:
+    """Stored values to modality units (HU for CT), per-frame for enhanced files."""
+    item = functional_group(
+        ds, index=index, sequence="PixelValueTransformationSequence"
+    )
+    rescaled = apply_modality_lut(stored, item if item is not None else ds)
+    return np.asarray(rescaled, dtype=np.float32)
+
+
+def _slice_info(frame: Frame) -> SliceInfo:
+    return SliceInfo(
+        source=frame.source.name,
+        frame=frame.index,
+        position_mm=position_mm(frame),
+        instance_number=frame.instance_number,
+        sop_instance_uid=_uid(frame, "SOPInstanceUID") or None,
+    )
+
+
+def _uid(frame: Frame, keyword: str) -> str:
+    return str(frame.ds.get(keyword) or "")
+
+
+def _by_file(frames: list[Frame], reason: Callable[[Frame], str]) -> list[Rejected]:
+    """One rejection per file (not per frame) when whole files are set aside."""
+    first: dict[Source, Frame] = {}
+    for frame in frames:
+        first.setdefault(frame.source, frame)
+    return [Rejected(source.name, reason(frame)) for source, frame in first.items()]

@@ -1,0 +1,203 @@
+"""DICOM headers: read without pixels, decide what is not a slice, list frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import UID
+
+from ml.io.limits import LoadLimits, check_pixels
+from ml.io.sources import Source
+
+_DEFER_BYTES = 4096  # large values (pixel data) are read only when decoded
+_DICOMDIR = "1.2.840.10008.1.3.10"
+_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+_STRUCTURED_REPORT = "1.2.840.10008.5.1.4.1.1.88."
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_IDENTIFYING = ("SOPClassUID", "Modality", "StudyInstanceUID", "PixelData", "Rows")
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One 2-D image of a DICOM file; geometry in LPS millimetres."""
+
+    source: Source
+    ds: Dataset
+    index: int  # 0-based frame number inside the file
+    position: np.ndarray | None  # (3,) ImagePositionPatient
+    orientation: np.ndarray | None  # (6,) ImageOrientationPatient
+
+    @property
+    def label(self) -> str:
+        """The file name, plus the frame for multi-frame files."""
+        if frame_count(self.ds) == 1:
+            return self.source.name
+        return f"{self.source.name} (frame {self.index + 1})"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.ds.Rows), int(self.ds.Columns)
+
+    @property
+    def instance_number(self) -> int | None:
+        return _int_or_none(self.ds.get("InstanceNumber"))
+
+
+def read_header(source: Source) -> Dataset:
+    """The data set of ``source`` with pixel data deferred; ValueError if not DICOM."""
+    try:
+        ds = pydicom.dcmread(
+            source.path, defer_size=_DEFER_BYTES, force=source.sniffed == "dicom-raw"
+        )
+    except Exception as exc:  # pydicom raises many types on damaged input
+        raise ValueError(f"unreadable DICOM ({type(exc).__name__}: {exc})") from exc
+    if not any(keyword in ds for keyword in _IDENTIFYING) and not _is_dicomdir(ds):
+        raise ValueError("not a DICOM file (no DICOM image attributes found)")
+    return ds
+
+
+def set_aside_reason(ds: Dataset, *, source: Source, limits: LoadLimits) -> str:
+    """Why a data set gives no slice of the study, or "" when it may."""
+    sop = str(
+        ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", "")
+    )
+    for reason in (_kind_reason(ds, sop=sop), _image_reason(ds, limits=limits)):
+        if reason:
+            return reason
+    return _truncation_reason(ds, source=source)
+
+
+def frames_of(ds: Dataset, *, source: Source) -> list[Frame]:
+    """Every frame of ``ds`` with its own position and orientation."""
+    return [
+        Frame(
+            source=source,
+            ds=ds,
+            index=index,
+            position=_vector(
+                frame_attr(ds, index, "PlanePosition", "ImagePositionPatient"), 3
+            ),
+            orientation=_vector(
+                frame_attr(ds, index, "PlaneOrientation", "ImageOrientationPatient"), 6
+            ),
+        )
+        for index in range(frame_count(ds))
+    ]
+
+
+def frame_count(ds: Dataset) -> int:
+    """NumberOfFrames, 1 when absent or invalid."""
+    return max(1, _int_or_none(ds.get("NumberOfFrames")) or 1)
+
+
+def frame_attr(ds: Dataset, index: int, group: str, keyword: str):
+    """An attribute of frame ``index`` from the enhanced functional groups
+    (``group`` + "Sequence", per-frame before shared), else from the data set."""
+    item = functional_group(ds, index=index, sequence=f"{group}Sequence")
+    if item is not None and keyword in item:
+        return item.get(keyword)
+    return ds.get(keyword)
+
+
+def functional_group(ds: Dataset, *, index: int, sequence: str) -> Dataset | None:
+    """First item of functional group ``sequence`` for frame ``index``, or None."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    shared = ds.get("SharedFunctionalGroupsSequence") or []
+    groups = ([per_frame[index]] if index < len(per_frame) else []) + list(shared[:1])
+    for group in groups:
+        items = group.get(sequence)
+        if items:
+            return items[0]
+    return None
+
+
+def image_types(ds: Dataset) -> set[str]:
+    """Upper-case values of ImageType and of the enhanced frame types."""
+    values = list(ds.get("ImageType") or [])
+    for sequence in ("CTImageFrameTypeSequence", "MRImageFrameTypeSequence"):
+        item = functional_group(ds, index=0, sequence=sequence)
+        values += list(item.get("FrameType") or []) if item is not None else []
+    return {str(v).upper() for v in values}
+
+
+def _kind_reason(ds: Dataset, *, sop: str) -> str:
+    if _is_dicomdir(ds):
+        return "DICOMDIR (an index of other files), not an image"
+    if sop.startswith(_STRUCTURED_REPORT):
+        return f"structured report ({UID(sop).name}), not an image"
+    if "PixelData" not in ds:
+        return (
+            f"DICOM object without pixel data ({UID(sop).name or 'unknown SOP class'})"
+        )
+    if sop == _SECONDARY_CAPTURE or sop.startswith(_SECONDARY_CAPTURE + "."):
+        return "secondary capture (a screenshot or scanned page), not an original slice"
+    if "LOCALIZER" in image_types(ds):
+        return "localizer (scout) image, not an axial slice"
+    return ""
+
+
+def _image_reason(ds: Dataset, *, limits: LoadLimits) -> str:
+    rows, columns = _int_or_none(ds.get("Rows")), _int_or_none(ds.get("Columns"))
+    if not rows or not columns:
+        return "pixel data without valid Rows and Columns"
+    try:
+        check_pixels(rows=rows, columns=columns, limits=limits)
+    except ValueError as exc:
+        return str(exc)
+    if frame_count(ds) > limits.max_slices:
+        return f"has {frame_count(ds)} frames; at most {limits.max_slices} can be read"
+    samples = _int_or_none(ds.get("SamplesPerPixel")) or 1
+    if samples != 1:
+        return f"colour image ({samples} samples per pixel); CT and MR are grayscale"
+    return ""
+
+
+def _truncation_reason(ds: Dataset, *, source: Source) -> str:
+    """Catch cut-off native pixel data from the header, before decoding."""
+    element = ds.get_item("PixelData", keep_deferred=True)
+    length, start = element.length, getattr(element, "value_tell", None)
+    if length == _UNDEFINED_LENGTH or start is None:
+        return ""  # encapsulated: the decoder reports damage
+    if start + length > source.size:
+        return "truncated file: it ends before its pixel data does"
+    expected = _expected_length(ds)
+    if expected and length < expected:
+        return f"pixel data holds {length} bytes where {expected} are needed"
+    return ""
+
+
+def _expected_length(ds: Dataset) -> int | None:
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if syntax is not None and UID(syntax).is_compressed:
+        return None
+    try:
+        return get_expected_length(ds)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _is_dicomdir(ds: Dataset) -> bool:
+    meta = getattr(ds, "file_meta", None) or {}
+    return (
+        meta.get("MediaStorageSOPClassUID") == _DICOMDIR
+        or "DirectoryRecordSequence" in ds
+    )
+
+
+def _vector(value, size: int) -> np.ndarray | None:
+    try:
+        vector = np.array([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return vector if vector.shape == (size,) and np.all(np.isfinite(vector)) else None
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,134 @@
+"""Study metadata from the headers of the slices kept."""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.valuerep import DA, TM
+
+from ml.io.dicom_header import Frame, frame_attr
+from ml.io.geometry import slice_normal, spacing_stats, tilt_deg
+from ml.io.types import StudyMetadata
+
+_TEXT_FIELDS = {
+    "patient_id": "PatientID",
+    "patient_name": "PatientName",
+    "patient_age": "PatientAge",
+    "patient_sex": "PatientSex",
+    "study_description": "StudyDescription",
+    "series_description": "SeriesDescription",
+    "manufacturer": "Manufacturer",
+    "study_instance_uid": "StudyInstanceUID",
+    "series_instance_uid": "SeriesInstanceUID",
+}
+_NO_TILT_DEG = 0.05
+
+
+def study_metadata(
+    frames: list[Frame], *, positions: list[float | None]
+) -> StudyMetadata:
+    """Metadata of the ordered frames; ``positions`` along the normal in mm."""
+    if not frames:
+        return StudyMetadata(source_kind="dicom", units="intensity")
+    ds = frames[0].ds
+    modality = _text(ds, "Modality")
+    spacing, uneven = _spacing(positions)
+    return StudyMetadata(
+        source_kind="dicom",
+        units="HU" if modality == "CT" else "intensity",
+        modality=modality,
+        **{field: _text(ds, keyword) for field, keyword in _TEXT_FIELDS.items()},
+        study_date=_date(ds.get("StudyDate")),
+        study_time=_time(ds.get("StudyTime")),
+        series_number=_number(ds.get("SeriesNumber"), int),
+        slice_thickness_mm=_number(_measure(ds, "SliceThickness"), float),
+        pixel_spacing_mm=_pair(_measure(ds, "PixelSpacing")),
+        slice_spacing_mm=spacing,
+        uneven_spacing=uneven,
+        gantry_tilt_deg=gantry_tilt(frames),
+        window_center=_first(frame_attr(ds, 0, "FrameVOILUT", "WindowCenter")),
+        window_width=_first(frame_attr(ds, 0, "FrameVOILUT", "WindowWidth")),
+    )
+
+
+def gantry_tilt(frames: list[Frame]) -> float | None:
+    """Tilt in degrees: GantryDetectorTilt when non-zero, else from the geometry.
+
+    The geometric tilt is the angle between the slice normal and the step between
+    the first and last ImagePositionPatient; None when neither is known.
+    """
+    header = _number(frames[0].ds.get("GantryDetectorTilt"), float)
+    if header:
+        return header
+    geometric = _geometric_tilt(frames)
+    if geometric is not None and geometric > _NO_TILT_DEG:
+        return round(geometric, 2)
+    return None if header is None and geometric is None else 0.0
+
+
+def _geometric_tilt(frames: list[Frame]) -> float | None:
+    points = [f.position for f in frames if f.position is not None]
+    orientation = frames[0].orientation
+    if len(points) < 2 or orientation is None:
+        return None
+    return tilt_deg(
+        points=np.array(points), normal=slice_normal(orientation=orientation)
+    )
+
+
+def _spacing(positions: list[float | None]) -> tuple[float | None, bool]:
+    if any(p is None for p in positions):
+        return None, False
+    spacing, uneven = spacing_stats(positions=np.array(positions, dtype=np.float64))
+    return (None if spacing is None else round(spacing, 4)), uneven
+
+
+def _measure(ds: Dataset, keyword: str):
+    return frame_attr(ds, 0, "PixelMeasures", keyword)
+
+
+def _text(ds: Dataset, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _number(value, kind: type):
+    try:
+        return kind(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _first(value) -> float | None:
+    if value is not None and not isinstance(value, str | bytes | float | int):
+        value = next(iter(value), None)
+    return _number(value, float)
+
+
+def _pair(value) -> tuple[float, float] | None:
+    try:
+        row, column = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return row, column
+
+
+def _date(value) -> datetime.date | None:
+    try:
+        parsed = DA(value) if value else None
+    except ValueError:
+        return None
+    return datetime.date(parsed.year, parsed.month, parsed.day) if parsed else None
+
+
+def _time(value) -> datetime.time | None:
+    try:
+        parsed = TM(value) if value else None
+    except ValueError:
+        return None
+    if not parsed:
+        return None
+    return datetime.time(parsed.hour, parsed.minute, parsed.second, parsed.microsecond)

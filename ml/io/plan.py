@@ -1,0 +1,76 @@
+"""What each reader proposes before any pixel is decoded."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+
+from ml.io.limits import LoadLimits, format_bytes
+from ml.io.sources import Source
+from ml.io.types import LoadResult, Rejected, StudyLoadError, StudyMetadata
+
+T = TypeVar("T")
+
+
+@dataclass
+class Candidate:
+    """A study one reader can build from part of the upload, decoded only on load."""
+
+    kind: str  # "dicom" | "image" | "nifti"
+    label: str  # how a user names the kind: "DICOM", "PNG/JPEG/BMP/TIFF", "NIfTI"
+    sources: list[Source]  # files that will give slices
+    shape: tuple[int, int, int]  # (D, H, W) of the volume to come
+    load: Callable[[], LoadResult]
+    rejected: list[Rejected] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def slice_count(self) -> int:
+        return self.shape[0]
+
+
+def rejected_only(*, kind: str, label: str, rejected: list[Rejected]) -> Candidate:
+    """A candidate without slices, carrying why each of its files was set aside."""
+
+    def load() -> LoadResult:
+        raise StudyLoadError(f"no readable {label} slices", rejected=rejected)
+
+    return Candidate(kind, label, [], (0, 0, 0), load, rejected=rejected)
+
+
+def empty_result(*, kind: str, rejected: list[Rejected]) -> LoadResult:
+    """What a reader returns when no slice could be decoded after all."""
+    return LoadResult(
+        volume=np.zeros((0, 0, 0), np.float32),
+        slices=[],
+        metadata=StudyMetadata(source_kind=kind, units="intensity"),
+        rejected=rejected,
+    )
+
+
+def check_volume(*, shape: tuple[int, int, int], limits: LoadLimits) -> None:
+    """Raise StudyLoadError when a (D, H, W) float32 volume breaks the limits."""
+    depth, height, width = shape
+    if depth > limits.max_slices:
+        raise StudyLoadError(
+            f"the study has {depth} slices; at most {limits.max_slices} can be read"
+        )
+    size = depth * height * width * 4
+    if size > limits.max_total_bytes:
+        raise StudyLoadError(
+            f"the study's {depth}x{height}x{width} volume needs {format_bytes(size)}; "
+            f"the limit is {format_bytes(limits.max_total_bytes)}"
+        )
+
+
+def split_majority(
+    items: Sequence[T], *, key: Callable[[T], Hashable]
+) -> tuple[Hashable, list[T], list[T]]:
+    """The most common key (first seen wins ties), items having it, items not."""
+    common = Counter(key(item) for item in items).most_common(1)[0][0]
+    kept = [item for item in items if key(item) == common]
+    return common, kept, [item for item in items if key(item) != common]

@@ -1,0 +1,167 @@
+"""PNG, JPEG, BMP and TIFF slices (Pillow): one study per upload, ordered by name."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ml.io.limits import LimitExceeded, LoadLimits, check_pixels
+from ml.io.plan import Candidate, rejected_only, split_majority
+from ml.io.sources import Source
+from ml.io.types import LoadResult, Rejected, SliceInfo, StudyMetadata
+
+_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF")
+_HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+_SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that turn the image a quarter
+_EXIF_ORIENTATION = 0x0112
+_DIGITS = re.compile(r"\d+")
+_LABEL = "PNG/JPEG/BMP/TIFF"
+
+
+@dataclass(frozen=True)
+class _Probe:
+    source: Source
+    size: tuple[int, int]  # (H, W) after EXIF orientation
+    bits: int  # 8 or 16
+    pages: int
+
+
+def plan_images(sources: list[Source], *, limits: LoadLimits) -> Candidate:
+    """Plan a study from image files, reading headers only.
+
+    Slices are ordered by the last number in the file name (``12 (3).jpg`` is slice
+    3), files without a number last, by name. Slices whose size or bit depth differ
+    from the majority are set aside.
+    """
+    probes, rejected = _probe_all(sources, limits=limits)
+    if not probes:
+        return rejected_only(kind="image", label=_LABEL, rejected=rejected)
+    probes.sort(key=lambda p: slice_order_key(p.source.name))
+    bits, probes, odd_bits = split_majority(probes, key=lambda p: p.bits)
+    rejected += [_odd_depth(p, bits=bits) for p in odd_bits]
+    size, probes, odd_size = split_majority(probes, key=lambda p: p.size)
+    rejected += [_odd_size(p, size=size) for p in odd_size]
+    return Candidate(
+        kind="image",
+        label=_LABEL,
+        sources=[p.source for p in probes],
+        shape=(len(probes), *size),
+        load=lambda: _load(probes, bits=bits, limits=limits),
+        rejected=rejected,
+        warnings=_warnings(probes),
+    )
+
+
+def slice_order_key(name: str) -> tuple:
+    """Sort key: last number of the base name, then the name in natural order."""
+    base = name.rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base[1:] else base
+    numbers = _DIGITS.findall(stem)
+    natural = [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", base)]
+    return (0, int(numbers[-1]), natural) if numbers else (1, 0, natural)
+
+
+def read_image(path, *, limits: LoadLimits) -> np.ndarray:
+    """Grayscale pixels of a PNG/JPEG/BMP/TIFF file: (H, W) float32, stored values.
+
+    EXIF orientation is applied; colour is converted to luminance (ITU-R 601-2);
+    alpha is dropped. Raises ValueError for other formats or oversized images.
+    """
+    with Image.open(path, formats=_FORMATS) as im:
+        _check_pixels(im.size, limits=limits)
+        oriented = ImageOps.exif_transpose(im)
+    if oriented.mode not in _HIGH_DEPTH_MODES and oriented.mode != "L":
+        oriented = oriented.convert("L")
+    return np.asarray(oriented).astype(np.float32)
+
+
+def _probe_all(sources, *, limits) -> tuple[list[_Probe], list[Rejected]]:
+    probes, rejected = [], []
+    for source in sources:
+        try:
+            probes.append(_probe(source, limits=limits))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            rejected.append(Rejected(source.name, _unreadable(source, e)))
+    return probes, rejected
+
+
+def _probe(source: Source, *, limits: LoadLimits) -> _Probe:
+    with Image.open(source.path, formats=_FORMATS) as im:
+        _check_pixels(im.size, limits=limits)
+        width, height = im.size
+        if im.getexif().get(_EXIF_ORIENTATION) in _SWAPS_AXES:
+            width, height = height, width
+        bits = 16 if im.mode in _HIGH_DEPTH_MODES else 8
+        return _Probe(source, (height, width), bits, getattr(im, "n_frames", 1))
+
+
+def _check_pixels(size: tuple[int, int], *, limits: LoadLimits) -> None:
+    check_pixels(rows=size[1], columns=size[0], limits=limits)
+
+
+def _unreadable(source: Source, exc: Exception) -> str:
+    if isinstance(exc, LimitExceeded):
+        return str(exc)
+    return f"corrupt or unsupported {source.sniffed.upper()} image ({exc})"
+
+
+def _load(probes: list[_Probe], *, bits: int, limits: LoadLimits) -> LoadResult:
+    pixels, kept, rejected = [], [], []
+    for probe in probes:
+        try:
+            pixels.append(read_image(probe.source.path, limits=limits))
+            kept.append(probe)
+        except (OSError, ValueError, SyntaxError) as exc:
+            rejected.append(Rejected(probe.source.name, _unreadable(probe.source, exc)))
+    units = "raw16" if bits == 16 else "windowed8"
+    return LoadResult(
+        volume=np.stack(pixels) if pixels else np.zeros((0, 0, 0), np.float32),
+        slices=[SliceInfo(source=p.source.name) for p in kept],
+        metadata=StudyMetadata(source_kind="image", units=units),
+        rejected=rejected,
+        consumed=[p.source.name for p in kept],
+    )
+
+
+def _odd_depth(probe: _Probe, *, bits: int) -> Rejected:
+    return Rejected(
+        probe.source.name,
+        f"{probe.bits}-bit image among {bits}-bit images; upload one kind at a time",
+    )
+
+
+def _odd_size(probe: _Probe, *, size: tuple[int, int]) -> Rejected:
+    (h, w), (mh, mw) = probe.size, size
+    return Rejected(
+        probe.source.name,
+        f"image size {w}x{h} differs from the {mw}x{mh} of the other slices",
+    )
+
+
+def _warnings(probes: list[_Probe]) -> list[str]:
+    warnings = [
+        f"{p.source.name} has {p.pages} pages; only the first was read"
+        for p in probes
+        if p.pages > 1
+    ]
+    return warnings + _repeated_numbers(probes)
+
+
+def _repeated_numbers(probes: list[_Probe]) -> list[str]:
+    by_number = defaultdict(list)
+    for probe in probes:
+        key = slice_order_key(probe.source.name)
+        if key[0] == 0:
+            by_number[key[1]].append(probe.source.name)
+    repeats = {n: names for n, names in by_number.items() if len(names) > 1}
+    if not repeats:
+        return []
+    number, names = next(iter(repeats.items()))
+    return [
+        f"{len(repeats)} slice number(s) repeat (e.g. {number} in {', '.join(names)}): "
+        "the files may come from more than one scan"
+    ]

@@ -1,0 +1,92 @@
+"""Result types of :func:`ml.io.load_study`."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: How many rejected files a :class:`StudyLoadError` message names before "and N more".
+_NAMED_IN_MESSAGE = 5
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file (or one frame of it) that was set aside, and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SliceInfo:
+    """Where one slice of the volume came from."""
+
+    source: str
+    frame: int = 0
+    position_mm: float | None = None
+    instance_number: int | None = None
+    sop_instance_uid: str | None = None
+
+
+@dataclass
+class StudyMetadata:
+    """What is known about the study; every field may be ``None`` when unknown."""
+
+    source_kind: str
+    units: str
+    modality: str | None = None
+    patient_id: str | None = None
+    patient_name: str | None = None
+    patient_age: str | None = None
+    patient_sex: str | None = None
+    study_date: datetime.date | None = None
+    study_time: datetime.time | None = None
+    study_description: str | None = None
+    series_description: str | None = None
+    manufacturer: str | None = None
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    series_number: int | None = None
+    slice_thickness_mm: float | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None
+    slice_spacing_mm: float | None = None
+    uneven_spacing: bool = False
+    gantry_tilt_deg: float | None = None
+    window_center: float | None = None
+    window_width: float | None = None
+
+
+@dataclass
+class LoadResult:
+    """One study read from an upload.
+
+    ``volume`` is (D, H, W) float32 with slices ordered inferior to superior; its
+    values are Hounsfield units when ``metadata.units == "HU"``. ``slices[i]``
+    describes ``volume[i]``. ``consumed`` names the files that gave slices;
+    ``rejected`` every file set aside; ``warnings`` what was read but is worth a look.
+    """
+
+    volume: np.ndarray
+    slices: list[SliceInfo]
+    metadata: StudyMetadata
+    rejected: list[Rejected] = field(default_factory=list)
+    consumed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class StudyLoadError(ValueError):
+    """Nothing usable was left in the upload (or the study breaks a limit)."""
+
+    def __init__(self, summary: str, *, rejected: list[Rejected] | None = None):
+        self.summary = summary
+        self.rejected = list(rejected or [])
+        super().__init__(_error_message(summary, self.rejected))
+
+
+def _error_message(summary: str, rejected: list[Rejected]) -> str:
+    named = "; ".join(f"{r.name}: {r.reason}" for r in rejected[:_NAMED_IN_MESSAGE])
+    more = len(rejected) - _NAMED_IN_MESSAGE
+    tail = f"; and {more} more file(s) set aside" if more > 0 else ""
+    return f"{summary} ({named}{tail})" if named else summary
