@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         name: start(name, cmd)
         for name, cmd in commands(args.host, args.port, args.worker_concurrency).items()
     }
+    pids = ", ".join(f"{name} pid {p.pid}" for name, p in processes.items())
+    print(f"runportal: started {pids}", flush=True)
     base = f"http://{args.host}:{args.port}"
     if wait_until_up(f"{base}/healthz", processes):
         print(

@@ -15,6 +15,19 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 env.read_env(BASE_DIR / ".env", overwrite=False)
 
+
+def env_text(name: str, default: str = "") -> str:
+    """A variable's text, with an empty value (as copied from .env.example) counting
+    as unset."""
+    return env.str(name, default="") or default
+
+
+def env_path(name: str, default: Path) -> Path:
+    """A folder; a relative value is taken from the project root, not the cwd."""
+    value = Path(env_text(name, str(default)))
+    return (value if value.is_absolute() else BASE_DIR / value).resolve()
+
+
 # --- Core -----------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="" if not DEBUG else "insecure-dev")
@@ -25,10 +38,14 @@ if not SECRET_KEY:
         "DJANGO_SECRET_KEY is not set. `make run` writes one into .env; in production "
         "set it in the environment (see .env.example)."
     )
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
-CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+ALLOWED_HOSTS = [
+    h for h in env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"]) if h
+]
+CSRF_TRUSTED_ORIGINS = [
+    o for o in env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[]) if o
+]
 
-DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+DATA_DIR = env_path("DATA_DIR", BASE_DIR / "var")
 # Uploaded studies, heatmaps and model files: never served directly by the web
 # server, only through views that check access.
 FILES_ROOT = DATA_DIR / "files"
@@ -95,7 +112,9 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+    "default": env.db_url_config(
+        env_text("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
+    ),
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -112,7 +131,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_URL = env_text("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -187,14 +206,14 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 # --- E-mail ---------------------------------------------------------------------
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_CONFIG = env.email_url_config(env_text("EMAIL_URL", "consolemail://"))
 vars().update(EMAIL_CONFIG)
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="stroke-portal@localhost")
+DEFAULT_FROM_EMAIL = env_text("DEFAULT_FROM_EMAIL", "stroke-portal@localhost")
 
 # --- Static files ---------------------------------------------------------------
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(DATA_DIR / "staticfiles")))
+STATIC_ROOT = env_path("STATIC_ROOT", DATA_DIR / "staticfiles")
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
@@ -209,7 +228,7 @@ CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
 
 LANGUAGE_CODE = "en-gb"
-TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+TIME_ZONE = env_text("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
@@ -227,7 +246,7 @@ REST_FRAMEWORK = {
 
 # --- Celery ---------------------------------------------------------------------
 BROKER_DIR = DATA_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+CELERY_BROKER_URL = env_text("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # A broker with no server process: messages are files under DATA_DIR/broker, so
     # `make run` stays asynchronous without Redis.
@@ -239,7 +258,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
     for _folder in ("queue", "control"):
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
-CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
+CELERY_RESULT_BACKEND = env_text("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
@@ -258,8 +277,8 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- Portal ---------------------------------------------------------------------
-PORTAL_NAME = env.str("PORTAL_NAME", default="Stroke portal")
-INSTITUTION_NAME = env.str("INSTITUTION_NAME", default="")
+PORTAL_NAME = env_text("PORTAL_NAME", "Stroke portal")
+INSTITUTION_NAME = env_text("INSTITUTION_NAME")
 
 # --- Logging --------------------------------------------------------------------
 LOGGING = {
@@ -269,7 +288,7 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": env_text("LOG_LEVEL", "INFO")},
     "loggers": {
         "axes": {"level": "WARNING"},
         "django.security.csrf": {"level": "WARNING"},

@@ -70,7 +70,9 @@ def test_missing_secret_key_is_a_clear_error(tmp_path):
 
 def test_every_setting_read_from_the_environment_is_documented():
     settings_source = (ROOT / "stroke_portal" / "settings.py").read_text()
-    read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_]+)"', settings_source))
+    read = set(
+        re.findall(r'env(?:\.\w+|_text|_path)?\(\s*"([A-Z_]+)"', settings_source)
+    )
     documented = set(
         re.findall(
             r"^#?\s*([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE
@@ -78,3 +80,29 @@ def test_every_setting_read_from_the_environment_is_documented():
     )
     assert read, "no settings found: the pattern above needs updating"
     assert read <= documented, f"missing from .env.example: {sorted(read - documented)}"
+
+
+def test_a_copy_of_env_example_with_a_key_runs(tmp_path):
+    """An admin who copies .env.example and fills in only the secret key gets a
+    working portal: empty values count as unset."""
+    values = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    values.update(
+        DJANGO_SECRET_KEY="x" * 50,
+        DATA_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="stroke_portal.settings",
+    )
+    result = run_manage(
+        "shell",
+        "--verbosity",
+        "0",
+        "-c",
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL)",
+        env_overrides=values,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["django.db.backends.sqlite3", "filesystem://"]

@@ -1,0 +1,43 @@
+"""docker-compose.yml is valid and describes the services the README promises."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(
+    not compose_available(),
+    reason="no docker client with the compose plugin on this machine",
+)
+def test_docker_compose_config_is_valid():
+    result = subprocess.run(
+        ["docker", "compose", "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_file_has_the_promised_services():
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"web", "worker", "inference", "beat", "db", "redis"} <= set(services)
+    inference = " ".join(services["inference"]["command"])
+    assert "--queues inference" in inference
+    assert "--concurrency 1" in inference and "--prefetch-multiplier 1" in inference
+    assert "gunicorn" in services["web"]["command"]
+    assert {"postgres-data", "portal-files"} <= set(compose["volumes"])
