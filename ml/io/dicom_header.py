@@ -6,9 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels.utils import get_expected_length
-from pydicom.uid import UID
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from ml.io.limits import LoadLimits, check_pixels
 from ml.io.sources import Source
@@ -18,6 +24,17 @@ _DICOMDIR = "1.2.840.10008.1.3.10"
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _STRUCTURED_REPORT = "1.2.840.10008.5.1.4.1.1.88."
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+#: Modalities whose objects hold derived data (dose grids, masks, plans), not images.
+_NOT_PATIENT_IMAGES = {
+    "SEG",
+    "RTDOSE",
+    "RTSTRUCT",
+    "RTPLAN",
+    "RTRECORD",
+    "REG",
+    "KO",
+    "PR",
+}
 _IDENTIFYING = ("SOPClassUID", "Modality", "StudyInstanceUID", "PixelData", "Rows")
 
 
@@ -50,14 +67,43 @@ class Frame:
 def read_header(source: Source) -> Dataset:
     """The data set of ``source`` with pixel data deferred; ValueError if not DICOM."""
     try:
-        ds = pydicom.dcmread(
-            source.path, defer_size=_DEFER_BYTES, force=source.sniffed == "dicom-raw"
-        )
+        ds = _read(source, defer=True)
+        if _syntax(ds) == DeflatedExplicitVRLittleEndian:
+            ds = _read(
+                source, defer=False
+            )  # deferred offsets point into the inflated data
     except Exception as exc:  # pydicom raises many types on damaged input
         raise ValueError(f"unreadable DICOM ({type(exc).__name__}: {exc})") from exc
     if not any(keyword in ds for keyword in _IDENTIFYING) and not _is_dicomdir(ds):
         raise ValueError("not a DICOM file (no DICOM image attributes found)")
+    _add_syntax(ds)
     return ds
+
+
+def _read(source: Source, *, defer: bool) -> Dataset:
+    return pydicom.dcmread(
+        source.path,
+        defer_size=_DEFER_BYTES if defer else None,
+        force=source.sniffed == "dicom-raw",
+    )
+
+
+def _add_syntax(ds: Dataset) -> None:
+    """Files without a meta header only say how they were read; decoders need a UID."""
+    if _syntax(ds) is not None:
+        return
+    implicit, little = ds.original_encoding
+    syntax = {
+        (True, True): ImplicitVRLittleEndian,
+        (False, False): ExplicitVRBigEndian,
+    }.get((bool(implicit), bool(little)), ExplicitVRLittleEndian)
+    ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+
+
+def _syntax(ds: Dataset) -> str | None:
+    meta = getattr(ds, "file_meta", None)
+    return None if meta is None else meta.get("TransferSyntaxUID")
 
 
 def set_aside_reason(ds: Dataset, *, source: Source, limits: LoadLimits) -> str:
@@ -72,21 +118,30 @@ def set_aside_reason(ds: Dataset, *, source: Source, limits: LoadLimits) -> str:
 
 
 def frames_of(ds: Dataset, *, source: Source) -> list[Frame]:
-    """Every frame of ``ds`` with its own position and orientation."""
+    """Every frame of ``ds`` with its own position and orientation.
+
+    Frames of a legacy multi-frame file (no per-frame functional groups) share one
+    ImagePositionPatient, which places only the first: they get no position.
+    """
+    positioned = frame_count(ds) == 1 or "PerFrameFunctionalGroupsSequence" in ds
     return [
         Frame(
             source=source,
             ds=ds,
             index=index,
-            position=_vector(
-                frame_attr(ds, index, "PlanePosition", "ImagePositionPatient"), 3
-            ),
-            orientation=_vector(
-                frame_attr(ds, index, "PlaneOrientation", "ImageOrientationPatient"), 6
-            ),
+            position=_vector(_position(ds, index), 3) if positioned else None,
+            orientation=_vector(_orientation(ds, index), 6),
         )
         for index in range(frame_count(ds))
     ]
+
+
+def _position(ds: Dataset, index: int):
+    return frame_attr(ds, index, "PlanePosition", "ImagePositionPatient")
+
+
+def _orientation(ds: Dataset, index: int):
+    return frame_attr(ds, index, "PlaneOrientation", "ImageOrientationPatient")
 
 
 def frame_count(ds: Dataset) -> int:
@@ -129,6 +184,9 @@ def _kind_reason(ds: Dataset, *, sop: str) -> str:
         return "DICOMDIR (an index of other files), not an image"
     if sop.startswith(_STRUCTURED_REPORT):
         return f"structured report ({UID(sop).name}), not an image"
+    modality = str(ds.get("Modality", "")).upper()
+    if modality in _NOT_PATIENT_IMAGES:
+        return f"{UID(sop).name or modality} ({modality}), not an image of the patient"
     if "PixelData" not in ds:
         return (
             f"DICOM object without pixel data ({UID(sop).name or 'unknown SOP class'})"
@@ -159,9 +217,14 @@ def _image_reason(ds: Dataset, *, limits: LoadLimits) -> str:
 def _truncation_reason(ds: Dataset, *, source: Source) -> str:
     """Catch cut-off native pixel data from the header, before decoding."""
     element = ds.get_item("PixelData", keep_deferred=True)
-    length, start = element.length, getattr(element, "value_tell", None)
-    if length == _UNDEFINED_LENGTH or start is None:
-        return ""  # encapsulated: the decoder reports damage
+    length, start = (
+        getattr(element, "length", None),
+        getattr(element, "value_tell", None),
+    )
+    if length in (None, _UNDEFINED_LENGTH) or start is None:
+        return ""  # encapsulated or already read: the decoder reports damage
+    if _syntax(ds) == DeflatedExplicitVRLittleEndian:
+        return ""  # offsets count inflated bytes, not file bytes
     if start + length > source.size:
         return "truncated file: it ends before its pixel data does"
     expected = _expected_length(ds)
@@ -171,7 +234,7 @@ def _truncation_reason(ds: Dataset, *, source: Source) -> str:
 
 
 def _expected_length(ds: Dataset) -> int | None:
-    syntax = ds.file_meta.get("TransferSyntaxUID")
+    syntax = _syntax(ds)
     if syntax is not None and UID(syntax).is_compressed:
         return None
     try:

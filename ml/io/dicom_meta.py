@@ -81,8 +81,7 @@ def _geometric_tilt(frames: list[Frame]) -> float | None:
 def _spacing(positions: list[float | None]) -> tuple[float | None, bool]:
     if any(p is None for p in positions):
         return None, False
-    spacing, uneven = spacing_stats(positions=np.array(positions, dtype=np.float64))
-    return (None if spacing is None else round(spacing, 4)), uneven
+    return spacing_stats(positions=np.array(positions, dtype=np.float64))
 
 
 def _measure(ds: Dataset, keyword: str):

@@ -84,12 +84,17 @@ def _is_dicom_preamble(head: bytes) -> bool:
 
 def _is_dicom_raw(head: bytes) -> bool:
     """A DICOM data set written without preamble starts with a group 2 or 8 tag."""
-    if len(head) < 8 or struct.unpack("<H", head[:2])[0] not in (0x0002, 0x0008):
+    return len(head) >= 8 and any(_starts_data_set(head, order) for order in "<>")
+
+
+def _starts_data_set(head: bytes, order: str) -> bool:
+    group, element = struct.unpack(f"{order}HH", head[:4])
+    if group not in (0x0002, 0x0008) or element >= 0x0100:
         return False
-    element = struct.unpack("<H", head[2:4])[0]
     if head[4:6] in _DICOM_VRS:
-        return element < 0x0100
-    return element < 0x0100 and struct.unpack("<I", head[4:8])[0] < 0x10000
+        return True
+    # Implicit VR (little endian only): a 4-byte length follows the tag.
+    return order == "<" and struct.unpack("<I", head[4:8])[0] < 0x10000
 
 
 def _is_bmp(head: bytes) -> bool:
