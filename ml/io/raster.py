@@ -14,7 +14,7 @@ from ml.io.plan import Candidate, rejected_only, split_majority
 from ml.io.sources import Source
 from ml.io.types import LoadResult, Rejected, SliceInfo, StudyMetadata
 
-_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF")
+_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")  # JPEG also opens multi-picture (MPO)
 _HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that turn the image a quarter
 _EXIF_ORIENTATION = 0x0112

@@ -21,6 +21,7 @@ _READ_AS = {
     "bmp": "image",
     "tiff": "image",
     "nifti": "nifti",
+    "gzip": "nifti",  # only once sniff_gzip has seen a NIfTI header inside
 }
 _TOO_DEEP = "zip inside a zip inside a zip; only one level of nested zips is read"
 _NOT_READ = "this and any later files were not read"
@@ -102,12 +103,8 @@ class _Collector:
         kind = sniff(head)
         if kind == "zip":
             return self._add_zip(path, name=name, depth=depth)
-        if kind == "gzip":
-            kind = "nifti" if sniff_gzip(head) else None
-            if kind is None:
-                return self.reject(
-                    name, "gzip-compressed file that is not a NIfTI image"
-                )
+        if kind == "gzip" and not sniff_gzip(head):
+            return self.reject(name, "gzip-compressed file that is not a NIfTI image")
         if kind not in _READ_AS:
             return self.reject(name, describe(head))
         source = Source(name, path, size, _READ_AS[kind], sniffed=kind)
