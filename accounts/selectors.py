@@ -97,6 +97,13 @@ def audit_actions() -> list[str]:
     )
 
 
+def user_field_changes(*, user: User):
+    """Field-level changes to an account recorded by django-auditlog."""
+    from auditlog.models import LogEntry
+
+    return LogEntry.objects.get_for_object(user).select_related("actor")[:50]
+
+
 def user_history(*, user: User) -> QuerySet[AuditEntry]:
     """What was done to an account and what it did."""
     return AuditEntry.objects.filter(

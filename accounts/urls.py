@@ -1,14 +1,12 @@
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views
-from .permissions import any_role_required
 
 app_name = "accounts"
 
 urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
-    path("logout/", any_role_required(auth_views.LogoutView.as_view()), name="logout"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
     path("register/", views.register, name="register"),
     path(
         "password/change/", views.PasswordChangeView.as_view(), name="password-change"

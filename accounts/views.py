@@ -48,6 +48,16 @@ def lockout_response(request, original_response=None, credentials=None):
     return render(request, "registration/login.html", context, status=429)
 
 
+@method_decorator(any_role_required, name="dispatch")
+class LogoutView(auth_views.LogoutView):
+    """Signing out is a POST; a GET (a typed or bookmarked URL) asks to confirm."""
+
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request, *args, **kwargs):
+        return render(request, "registration/logout_confirm.html")
+
+
 @login_not_required
 def register(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
@@ -174,6 +184,7 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "role_form": RoleForm(initial={"role": user.role}),
             "is_locked": user.username in selectors.locked_usernames(),
             "history": selectors.user_history(user=user),
+            "field_changes": selectors.user_field_changes(user=user),
             "temporary_password": request.session.pop("temporary_password", None),
         },
     )

@@ -153,3 +153,10 @@ def test_each_role_sees_its_navigation(role, personas):
     has_admin_pages = reverse("accounts:user-list") in body
     assert has_admin_pages == (role == "admin")
     assert (reverse("accounts:audit-list") in body) == (role == "admin")
+
+
+def test_logout_link_opened_directly_asks_to_confirm(as_clinician):
+    response = as_clinician.get(reverse("accounts:logout"))
+    assert response.status_code == 200
+    assert "Sign out?" in response.content.decode()
+    assert as_clinician.get(reverse("home")).status_code == 200

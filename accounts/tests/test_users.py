@@ -236,3 +236,11 @@ def settings_data_dir(settings, tmp_path):
 
 def test_factories_make_distinct_personas(db):
     assert UserFactory().username != UserFactory().username
+
+
+def test_user_page_shows_field_history_from_auditlog(as_admin, admin, clinician):
+    as_admin.post(
+        reverse("accounts:user-set-role", args=[clinician.pk]), {"role": "radiologist"}
+    )
+    body = as_admin.get(reverse("accounts:user-detail", args=[clinician.pk])).content
+    assert "role: clinician → radiologist" in body.decode()
