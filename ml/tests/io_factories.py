@@ -138,6 +138,21 @@ def zip_bytes(members: dict[str, bytes], *, deflate: bool = True) -> bytes:
     return buffer.getvalue()
 
 
+def mark_encrypted(raw: bytes, *, member: str) -> bytes:
+    """Set the "encrypted" flag of ``member`` in a zip (zipfile cannot write one)."""
+    out, name = bytearray(raw), member.encode()
+    for signature, flags_at, name_at in (
+        (b"PK\x03\x04", 6, 30),
+        (b"PK\x01\x02", 8, 46),
+    ):
+        start = out.find(signature)
+        while start != -1:
+            if out[start + name_at : start + name_at + len(name)] == name:
+                out[start + flags_at] |= 0x1
+            start = out.find(signature, start + 4)
+    return bytes(out)
+
+
 def dicom_bytes(ds: Dataset) -> bytes:
     """``ds`` as the bytes of a DICOM file."""
     buffer = io.BytesIO()
