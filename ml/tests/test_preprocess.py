@@ -238,11 +238,14 @@ def test_augment_keeps_shape_and_is_deterministic_by_seed():
     assert not np.array_equal(first, other)
 
 
+def _only(**probs):
+    """An AugmentConfig with every probability 0 except those given."""
+    names = ("hflip", "vflip", "rotate", "shift", "zoom", "intensity", "noise")
+    return AugmentConfig(**({f"{n}_prob": 0.0 for n in names} | probs))
+
+
 def test_augment_with_everything_off_is_identity():
-    off = AugmentConfig(
-        hflip_prob=0, rotate_prob=0, shift_prob=0, zoom_prob=0, intensity_prob=0,
-        noise_prob=0,
-    )  # fmt: skip
+    off = _only(hflip_prob=0)
     image = np.random.default_rng(0).random((16, 16), dtype=np.float32)
     np.testing.assert_array_equal(
         augment(image, rng=np.random.default_rng(0), config=off), image
@@ -250,10 +253,7 @@ def test_augment_with_everything_off_is_identity():
 
 
 def test_augment_flip_mirrors_left_right():
-    flip = AugmentConfig(
-        hflip_prob=1, rotate_prob=0, shift_prob=0, zoom_prob=0, intensity_prob=0,
-        noise_prob=0,
-    )  # fmt: skip
+    flip = _only(hflip_prob=1)
     image = np.zeros((8, 8), np.float32)
     image[:, 0] = 1.0
     out = augment(image, rng=np.random.default_rng(0), config=flip)
