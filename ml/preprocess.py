@@ -336,8 +336,39 @@ def preprocess_slice(image: np.ndarray, *, config: PreprocessConfig) -> np.ndarr
     ``image``: (H, W) or (H, W, C) float32 in [0, 1], as from :func:`to_unit_range`.
     The crop box comes from this slice's own head mask. Returns (S, S, C) float32.
     """
-    img = crop_to_head(image, head_mask(image)) if config.crop else image
-    return _finish_slice(img, config=config)
+    if config.crop:
+        y0, y1, x0, x1 = head_box_fast(image)
+        image = image[y0:y1, x0:x1]
+    return _finish_slice(image, config=config)
+
+
+def head_box_fast(
+    image: np.ndarray, *, margin: float = 0.05, work_side: int = 128
+) -> tuple[int, int, int, int]:
+    """:func:`head_bbox` of :func:`head_mask`, computed on a copy about ``work_side``
+    pixels wide and scaled back: a few times faster, and exact enough for a crop.
+
+    ``image``: (H, W) or (H, W, C) float in [0, 1]. Returns (y0, y1, x0, x1).
+    """
+    gray = image[..., 0] if image.ndim == 3 else image
+    height, width = gray.shape
+    factor = max(1, max(height, width) // work_side)
+    if factor == 1:
+        return head_bbox(head_mask(gray), margin=margin)
+    small = cv2.resize(
+        np.ascontiguousarray(gray),
+        (width // factor, height // factor),
+        interpolation=cv2.INTER_AREA,
+    )
+    y0, y1, x0, x1 = head_bbox(head_mask(small), margin=margin)
+    if (y0, y1, x0, x1) == (0, small.shape[0], 0, small.shape[1]):
+        return 0, height, 0, width
+    return (
+        y0 * factor,
+        min(height, y1 * factor + factor),
+        x0 * factor,
+        min(width, x1 * factor + factor),
+    )
 
 
 def _finish_slice(image: np.ndarray, *, config: PreprocessConfig) -> np.ndarray:
@@ -361,7 +392,8 @@ def _multi_window_slice(hu: np.ndarray, *, config: PreprocessConfig) -> np.ndarr
     # Crop in HU first: windowing three channels of the small crop is much cheaper
     # than windowing the whole slice.
     if config.crop:
-        hu = crop_to_head(hu, head_mask(window_by_name(hu, name="brain")))
+        y0, y1, x0, x1 = head_box_fast(window_by_name(hu, name="brain"))
+        hu = hu[y0:y1, x0:x1]
     return _finish_slice(multi_window(np.ascontiguousarray(hu)), config=config)
 
 

@@ -13,6 +13,7 @@ from ml.preprocess import (
     crop_to_head,
     denoise,
     head_bbox,
+    head_box_fast,
     head_mask,
     multi_window,
     percentile_normalise,
@@ -117,6 +118,14 @@ def test_head_bbox_margin_and_empty_mask():
     assert head_bbox(mask, margin=0.0) == (5, 10, 10, 20)
     assert head_bbox(mask, margin=0.1) == (4, 11, 9, 21)
     assert head_bbox(np.zeros((20, 30), bool)) == (0, 20, 0, 30)
+
+
+def test_fast_head_box_matches_full_resolution_box():
+    unit = to_unit_range(_head_volume(depth=1, size=512, offset=(30, -40)), units="HU")
+    exact = head_bbox(head_mask(unit[0]), margin=0.05)
+    fast = head_box_fast(unit[0], margin=0.05)
+    assert np.abs(np.subtract(fast, exact)).max() <= 8
+    assert head_box_fast(np.zeros((512, 512), np.float32)) == (0, 512, 0, 512)
 
 
 def test_crop_rejects_mismatched_mask():
