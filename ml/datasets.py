@@ -250,7 +250,7 @@ def _near_pairs(hashes: np.ndarray, threshold: int) -> list[tuple[int, int, int]
     thousands of images take milliseconds and 50k images seconds, with memory
     bounded by the block size.
     """
-    pairs = []
+    pairs: list[tuple[int, int, int]] = []
     block = 1024
     for start in range(0, len(hashes), block):
         chunk = hashes[start : start + block, None] ^ hashes[None, :]

@@ -193,11 +193,10 @@ def head_mask(image: np.ndarray, *, threshold: float = 0.05) -> np.ndarray:
     False when nothing exceeds the threshold.
     """
     gray = image[..., 0] if image.ndim == 3 else image
-    binary = (np.asarray(gray) > threshold).astype(np.uint8)
+    above = (np.asarray(gray) > threshold).astype(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
-    largest = _largest_component(binary)
-    return _fill_holes(largest)
+    opened = cv2.morphologyEx(above, cv2.MORPH_OPEN, kernel)
+    return _fill_holes(_largest_component(opened))
 
 
 def _largest_component(binary: np.ndarray) -> np.ndarray:
@@ -503,7 +502,10 @@ def _random_affine(
     if angle == 0.0 and zoom == 1.0 and np.all(shift == 0.0):
         return np.ascontiguousarray(img)
     height, width = img.shape[:2]
-    matrix = cv2.getRotationMatrix2D((width / 2.0, height / 2.0), float(angle), zoom)
+    matrix = np.array(
+        cv2.getRotationMatrix2D((width / 2.0, height / 2.0), float(angle), zoom),
+        dtype=np.float64,
+    )
     matrix[:, 2] += np.asarray(shift, dtype=np.float64) * (width, height)
     warped = cv2.warpAffine(
         np.ascontiguousarray(img),

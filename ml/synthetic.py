@@ -140,13 +140,12 @@ def _slice_frame(anat: _Anatomy, z: float) -> _Slice:
     scale = _profile(z)
     lr = anat.half_lr * scale * (1 + 0.07 * np.clip(y / anat.half_ap, -1, 1))
     ap = anat.half_ap * scale
-    skull = anat.skull / math.sqrt(
-        scale
-    )  # tangential cuts near the vertex look thicker
+    # Tangential cuts near the vertex make the skull look thicker.
+    skull = anat.skull / math.sqrt(scale)
     depths = (0.0, anat.scalp, anat.scalp + skull, anat.scalp + skull + 1.5)
-    radii = [_ellipse_r(x, y, lr - d, ap - d) for d in depths]
+    head, outer, inner, brain = (_ellipse_r(x, y, lr - d, ap - d) for d in depths)
     phi = np.arctan2(y / ap, x / anat.half_lr).astype(np.float32)
-    return _Slice(x, y, z, *radii, np.hypot(x, y), phi)
+    return _Slice(x, y, z, head, outer, inner, brain, np.hypot(x, y), phi)
 
 
 def _skull_hu(anat: _Anatomy, s: _Slice) -> np.ndarray:
@@ -419,9 +418,9 @@ def _lesion_area(
 def _texture(
     rng: np.random.Generator, shape: tuple[int, int], sigma: float
 ) -> np.ndarray:
-    field = rng.standard_normal(shape).astype(np.float32)
-    field = cv2.GaussianBlur(field, (0, 0), sigma)
-    return field / max(float(field.std()), 1e-6)
+    white = rng.standard_normal(shape).astype(np.float32)
+    smooth = cv2.GaussianBlur(white, (0, 0), sigma)
+    return smooth / max(float(smooth.std()), 1e-6)
 
 
 def _finish_slice(
