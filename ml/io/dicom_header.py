@@ -24,6 +24,7 @@ _DICOMDIR = "1.2.840.10008.1.3.10"
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _STRUCTURED_REPORT = "1.2.840.10008.5.1.4.1.1.88."
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # float, double, integer pixels
 #: Modalities whose objects hold derived data (dose grids, masks, plans), not images.
 _NOT_PATIENT_IMAGES = {
     "SEG",
@@ -69,15 +70,28 @@ def read_header(source: Source) -> Dataset:
     try:
         ds = _read(source, defer=True)
         if _syntax(ds) == DeflatedExplicitVRLittleEndian:
-            ds = _read(
-                source, defer=False
-            )  # deferred offsets point into the inflated data
+            # Deferred offsets would count inflated bytes: read it all at once.
+            ds = _read(source, defer=False)
+        _parse_all(ds)
+        _parse_all(getattr(ds, "file_meta", None) or Dataset())
     except Exception as exc:  # pydicom raises many types on damaged input
         raise ValueError(f"unreadable DICOM ({type(exc).__name__}: {exc})") from exc
     if not any(keyword in ds for keyword in _IDENTIFYING) and not _is_dicomdir(ds):
         raise ValueError("not a DICOM file (no DICOM image attributes found)")
     _add_syntax(ds)
     return ds
+
+
+def _parse_all(ds: Dataset) -> None:
+    """Convert every element but pixel data now: pydicom parses lazily, and damage
+    must show here, where it becomes a reason, not in a later attribute read."""
+    for tag in list(ds.keys()):
+        if tag in _PIXEL_TAGS:
+            continue
+        element = ds[tag]
+        if element.VR == "SQ":
+            for item in element.value:
+                _parse_all(item)
 
 
 def _read(source: Source, *, defer: bool) -> Dataset:

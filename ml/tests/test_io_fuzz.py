@@ -1,0 +1,81 @@
+"""ml.io never crashes on damaged input: it returns a study or a StudyLoadError."""
+
+import gzip
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ml.io import LoadLimits, StudyLoadError, load_study
+from ml.tests.io_factories import ct_slice, dicom_bytes, save_nifti, zip_bytes
+
+_SMALL = LoadLimits(max_total_bytes=64 * 1024**2, max_file_bytes=16 * 1024**2)
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+_FUZZ = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+def _nifti_bytes():
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_nifti(
+            Path(folder) / "v.nii", np.arange(60, dtype=np.int16).reshape(5, 4, 3),
+            affine=np.eye(4),
+        )  # fmt: skip
+        return path.read_bytes()
+
+
+def _rle_bytes():
+    ds = ct_slice(hu=40.0)
+    ds.compress("1.2.840.10008.1.2.5")
+    return dicom_bytes(ds)
+
+
+_VALID = {
+    "dicom": dicom_bytes(ct_slice(hu=40.0)),
+    "dicom-rle": _rle_bytes(),
+    "nifti": _nifti_bytes(),
+    "nifti-gz": gzip.compress(_nifti_bytes()),
+    "zip": zip_bytes({"a.dcm": dicom_bytes(ct_slice(hu=40.0))}),
+    "png": b"\x89PNG\r\n\x1a\n" + bytes(40),
+}
+
+
+def _load_or_refuse(content: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "upload.bin"
+        path.write_bytes(content)
+        try:
+            result = load_study(path, limits=_SMALL)
+        except StudyLoadError as exc:
+            assert exc.rejected or "no files" in str(exc)
+        else:
+            assert result.volume.shape[0] == len(result.slices) > 0
+
+
+@pytest.mark.parametrize("kind", sorted(_VALID))
+@_FUZZ
+@given(data=st.data())
+def test_load_study_survives_damaged_files(kind, data):
+    content = bytearray(_VALID[kind])
+    cut = data.draw(st.integers(0, len(content)), label="keep bytes")
+    flips = data.draw(
+        st.lists(st.tuples(st.integers(0, max(0, cut - 1)), st.integers(0, 255)),
+                 max_size=8),
+        label="flips",
+    )  # fmt: skip
+    content = content[:cut]
+    for at, value in flips:
+        if at < len(content):
+            content[at] = value
+
+    _load_or_refuse(bytes(content))
+
+
+@_FUZZ
+@given(content=st.binary(max_size=2048))
+def test_load_study_survives_arbitrary_bytes(content):
+    _load_or_refuse(content)
