@@ -274,7 +274,7 @@ def _correlation(a: bytes, b: bytes) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def find_duplicates(
+def _find_duplicates(
     infos: Sequence[_FileInfo], *, near_threshold: int, min_correlation: float
 ) -> DuplicateReport:
     """Exact (same sha256) and near duplicates among described files.
@@ -403,7 +403,7 @@ def index_folder(
 
     Groups come from DICOM headers or, for other images, from ``group_regex`` (named
     group ``group``; default: ``N (k)`` is slice k of scan N). Duplicates are found
-    with :func:`find_duplicates` and merged into split groups. Raises ValueError
+    with :func:`_find_duplicates` and merged into split groups. Raises ValueError
     when a group mixes labels or nothing is found.
     """
     base = Path(root)
@@ -421,7 +421,7 @@ def index_folder(
         raise ValueError(f"no labelled images under {base} (need class folders)")
     rows, warnings = _rows_and_warnings(infos, labels, regex)
     check_group_labels(rows)
-    report = find_duplicates(
+    report = _find_duplicates(
         infos, near_threshold=near_threshold, min_correlation=min_correlation
     )
     rows = merge_split_groups(rows, _duplicate_links(rows, report))
