@@ -55,13 +55,30 @@ def extract_zip(
     out = Extracted()
     try:
         with zipfile.ZipFile(path) as zf:
-            _extract_members(zf, out, name, limits, budget, room, new_path)
+            _extract_members(
+                zf,
+                out=out,
+                name=name,
+                limits=limits,
+                budget=budget,
+                room=room,
+                new_path=new_path,
+            )
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         out.rejected.append(Rejected(name, f"corrupt or incomplete zip file ({exc})"))
     return out
 
 
-def _extract_members(zf, out, name, limits, budget, room, new_path) -> None:
+def _extract_members(
+    zf: zipfile.ZipFile,
+    *,
+    out: Extracted,
+    name: str,
+    limits: LoadLimits,
+    budget: ByteBudget,
+    room: int,
+    new_path: Callable[[], Path],
+) -> None:
     infos = [i for i in zf.infolist() if not i.is_dir()]
     infos = [i for i in infos if not is_system_file(i.filename)]
     problem = _zip_problem(infos, limits=limits, budget=budget, room=room)
@@ -69,14 +86,14 @@ def _extract_members(zf, out, name, limits, budget, room, new_path) -> None:
         out.rejected.append(Rejected(name, problem))
         return
     for info in infos:
-        member = f"{name}/{info.filename}"
+        member, target = f"{name}/{info.filename}", new_path()
         reason = _member_problem(info, limits=limits) or _copy_member(
-            zf, info, budget=budget, target=new_path()
+            zf, info, budget=budget, target=target
         )
-        if isinstance(reason, Path):
-            out.files.append((member, reason))
-        else:
+        if reason:
             out.rejected.append(Rejected(member, reason))
+        else:
+            out.files.append((member, target))
 
 
 def _zip_problem(infos, *, limits: LoadLimits, budget: ByteBudget, room: int) -> str:
@@ -126,19 +143,21 @@ def _is_unsafe(filename: str) -> bool:
     return name.startswith("/") or bool(_DRIVE.match(name)) or ".." in name.split("/")
 
 
-def _copy_member(zf, info, *, budget: ByteBudget, target: Path) -> Path | str:
-    """Copy in chunks, never writing more than the member declares."""
+def _copy_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, *, budget: ByteBudget, target: Path
+) -> str:
+    """Copy in chunks, never more than the member declares; "" or why it failed."""
     try:
         budget.take(info.file_size)
         with zf.open(info) as src, target.open("wb") as dst:
             _copy_bounded(src, dst, limit=info.file_size)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         target.unlink(missing_ok=True)
-        return f"could not be decompressed ({exc})"
-    except (NotImplementedError, ValueError) as exc:
+        return f"corrupt zip member, could not be decompressed ({exc})"
+    except (NotImplementedError, ValueError) as exc:  # e.g. an unknown compression
         target.unlink(missing_ok=True)
         return f"could not be extracted ({exc})"
-    return target
+    return ""
 
 
 def _copy_bounded(src, dst, *, limit: int) -> None:

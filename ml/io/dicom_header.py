@@ -16,6 +16,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from ml.io.geometry import slice_normal
 from ml.io.limits import LoadLimits, check_pixels
 from ml.io.sources import Source
 
@@ -144,7 +145,7 @@ def frames_of(ds: Dataset, *, source: Source) -> list[Frame]:
             ds=ds,
             index=index,
             position=_vector(_position(ds, index), 3) if positioned else None,
-            orientation=_vector(_orientation(ds, index), 6),
+            orientation=_usable_orientation(_vector(_orientation(ds, index), 6)),
         )
         for index in range(frame_count(ds))
     ]
@@ -263,6 +264,17 @@ def _is_dicomdir(ds: Dataset) -> bool:
         meta.get("MediaStorageSOPClassUID") == _DICOMDIR
         or "DirectoryRecordSequence" in ds
     )
+
+
+def _usable_orientation(orientation: np.ndarray | None) -> np.ndarray | None:
+    """None for a missing or degenerate ImageOrientationPatient (no plane normal)."""
+    if orientation is None:
+        return None
+    try:
+        slice_normal(orientation=orientation)
+    except ValueError:
+        return None
+    return orientation
 
 
 def _vector(value, size: int) -> np.ndarray | None:

@@ -149,6 +149,17 @@ def test_load_study_orders_by_instance_number_without_positions(tmp_path):
     assert any("ordered by InstanceNumber" in w for w in result.warnings)
 
 
+def test_load_study_orders_by_instance_number_when_orientation_is_degenerate(
+    tmp_path,
+):
+    ct_series(tmp_path, zs=[10.0, 0.0, 5.0], orientation=(0, 0, 0, 0, 0, 0))
+
+    result = load_study(tmp_path)
+
+    assert _hu(result) == [0.0, 100.0, 200.0]  # instance order, not z
+    assert any("ordered by InstanceNumber" in w for w in result.warnings)
+
+
 def test_load_study_sets_aside_localizers_and_non_image_objects(tmp_path):
     ct_series(tmp_path, zs=[0.0, 5.0, 10.0])
     scout = ct_slice(z=0.0, instance=99)

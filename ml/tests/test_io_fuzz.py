@@ -22,9 +22,10 @@ _FUZZ = settings(
 def _nifti_bytes():
     with tempfile.TemporaryDirectory() as folder:
         path = save_nifti(
-            Path(folder) / "v.nii", np.arange(60, dtype=np.int16).reshape(5, 4, 3),
+            Path(folder) / "v.nii",
+            np.arange(60, dtype=np.int16).reshape(5, 4, 3),
             affine=np.eye(4),
-        )  # fmt: skip
+        )
         return path.read_bytes()
 
 
@@ -63,10 +64,11 @@ def test_load_study_survives_damaged_files(kind, data):
     content = bytearray(_VALID[kind])
     cut = data.draw(st.integers(0, len(content)), label="keep bytes")
     flips = data.draw(
-        st.lists(st.tuples(st.integers(0, max(0, cut - 1)), st.integers(0, 255)),
-                 max_size=8),
+        st.lists(
+            st.tuples(st.integers(0, max(0, cut - 1)), st.integers(0, 255)), max_size=8
+        ),
         label="flips",
-    )  # fmt: skip
+    )
     content = content[:cut]
     for at, value in flips:
         if at < len(content):
