@@ -84,7 +84,7 @@ def _probe_all(sources, *, limits) -> tuple[list[_Probe], list[Rejected]]:
     for source in sources:
         try:
             probes.append(_probe(source, limits=limits))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        except Exception as e:  # Pillow raises many types on damaged files
             rejected.append(Rejected(source.name, _unreadable(source, e)))
     return probes, rejected
 
@@ -106,6 +106,8 @@ def _check_pixels(size: tuple[int, int], *, limits: LoadLimits) -> None:
 def _unreadable(source: Source, exc: Exception) -> str:
     if isinstance(exc, LimitExceeded):
         return str(exc)
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"image too large to decode safely ({exc})"
     return f"corrupt or unsupported {source.sniffed.upper()} image ({exc})"
 
 
@@ -115,7 +117,7 @@ def _load(probes: list[_Probe], *, bits: int, limits: LoadLimits) -> LoadResult:
         try:
             pixels.append(read_image(probe.source.path, limits=limits))
             kept.append(probe)
-        except (OSError, ValueError, SyntaxError) as exc:
+        except Exception as exc:  # as in _probe_all
             rejected.append(Rejected(probe.source.name, _unreadable(probe.source, exc)))
     units = "raw16" if bits == 16 else "windowed8"
     return LoadResult(

@@ -1,6 +1,7 @@
 """ml.io never crashes on damaged input: it returns a study or a StudyLoadError."""
 
 import gzip
+import io
 import tempfile
 from pathlib import Path
 
@@ -8,12 +9,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from ml.io import LoadLimits, StudyLoadError, load_study
 from ml.tests.io_factories import ct_slice, dicom_bytes, save_nifti, zip_bytes
 
 _SMALL = LoadLimits(max_total_bytes=64 * 1024**2, max_file_bytes=16 * 1024**2)
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+# Damaged files make pydicom and Pillow warn by design; the outcome is what counts.
+pytestmark = pytest.mark.filterwarnings("ignore")
 _FUZZ = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -29,6 +32,13 @@ def _nifti_bytes():
         return path.read_bytes()
 
 
+def _image_bytes(format_name):
+    buffer = io.BytesIO()
+    pixels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    Image.fromarray(pixels).save(buffer, format=format_name)
+    return buffer.getvalue()
+
+
 def _rle_bytes():
     ds = ct_slice(hu=40.0)
     ds.compress("1.2.840.10008.1.2.5")
@@ -41,7 +51,10 @@ _VALID = {
     "nifti": _nifti_bytes(),
     "nifti-gz": gzip.compress(_nifti_bytes()),
     "zip": zip_bytes({"a.dcm": dicom_bytes(ct_slice(hu=40.0))}),
-    "png": b"\x89PNG\r\n\x1a\n" + bytes(40),
+    "png": _image_bytes("PNG"),
+    "jpeg": _image_bytes("JPEG"),
+    "tiff": _image_bytes("TIFF"),
+    "bmp": _image_bytes("BMP"),
 }
 
 
