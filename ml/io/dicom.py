@@ -17,7 +17,7 @@ from ml.io.dicom_header import (
     set_aside_reason,
 )
 from ml.io.dicom_meta import study_metadata
-from ml.io.geometry import SAME_POSITION_MM, plane_name, slice_normal
+from ml.io.geometry import SAME_POSITION_MM, plane_name, slice_normal, spacing_stats
 from ml.io.limits import LoadLimits
 from ml.io.plan import Candidate, rejected_only, split_majority
 from ml.io.sources import Source
@@ -84,16 +84,31 @@ def position_mm(frame: Frame) -> float | None:
 
 def load_frames(frames: list[Frame]) -> LoadResult:
     """Decode ordered frames to a (D, H, W) float32 volume after the modality LUT."""
-    pixels, failed = _decode(frames)
-    kept = [f for f in frames if f in pixels]
-    volume = np.stack([pixels[f] for f in kept]) if kept else np.zeros((0, 0, 0))
+    volume = np.empty((len(frames), *frames[0].shape), np.float32)
+    decoded, failed = _decode_into(volume, frames=frames)
+    kept = [f for f, ok in zip(frames, decoded, strict=True) if ok]
+    positions = [position_mm(f) for f in kept]
     return LoadResult(
-        volume=volume.astype(np.float32, copy=False),
+        volume=volume if all(decoded) else volume[np.array(decoded, dtype=bool)],
         slices=[_slice_info(f) for f in kept],
-        metadata=study_metadata(kept, positions=[position_mm(f) for f in kept]),
+        metadata=study_metadata(kept, positions=positions),
         rejected=failed,
         consumed=list(dict.fromkeys(f.source.name for f in kept)),
+        warnings=_spacing_warnings(positions),
     )
+
+
+def _spacing_warnings(positions: list[float | None]) -> list[str]:
+    if len(positions) < 3 or any(p is None for p in positions):
+        return []
+    gaps = np.diff(positions)
+    spacing, uneven = spacing_stats(positions=np.array(positions))
+    if not uneven:
+        return []
+    return [
+        f"uneven slice spacing: gaps from {gaps.min():.2f} to {gaps.max():.2f} mm "
+        f"(median {spacing:.2f} mm); slices may be missing"
+    ]
 
 
 def _readable_frames(sources, *, limits) -> tuple[list[Frame], list[Rejected]]:
@@ -212,24 +227,32 @@ def _instance_order(frame: Frame) -> tuple:
     return (number is None, number or 0, frame.source.name, frame.index)
 
 
-def _decode(frames: list[Frame]) -> tuple[dict[Frame, np.ndarray], list[Rejected]]:
-    by_file: dict[Source, list[Frame]] = defaultdict(list)
-    for frame in frames:
-        by_file[frame.source].append(frame)
-    pixels, failed = {}, []
-    for source, file_frames in by_file.items():
+def _decode_into(
+    volume: np.ndarray, *, frames: list[Frame]
+) -> tuple[list[bool], list[Rejected]]:
+    """Fill ``volume[i]`` with frame i, one file at a time; which frames worked."""
+    by_file: dict[Source, list[int]] = defaultdict(list)
+    for i, frame in enumerate(frames):
+        by_file[frame.source].append(i)
+    decoded, failed = [False] * len(frames), []
+    for source, indices in by_file.items():
         try:
-            pixels.update(_decode_file(file_frames))
+            _decode_file(volume, frames=frames, indices=indices)
         except Exception as exc:  # decoders raise many types on damaged data
             reason = f"pixel data could not be decoded ({type(exc).__name__}: {exc})"
             failed.append(Rejected(source.name, reason))
-    return pixels, failed
+            continue
+        for i in indices:
+            decoded[i] = True
+    return decoded, failed
 
 
-def _decode_file(frames: list[Frame]) -> dict[Frame, np.ndarray]:
-    ds = frames[0].ds
-    stored = pixel_array(ds).reshape(-1, *frames[0].shape)
-    return {f: _rescale(stored[f.index], ds=ds, index=f.index) for f in frames}
+def _decode_file(volume: np.ndarray, *, frames: list[Frame], indices: list[int]):
+    ds = frames[indices[0]].ds
+    stored = pixel_array(ds).reshape(-1, *frames[indices[0]].shape)
+    for i in indices:
+        index = frames[i].index
+        volume[i] = _rescale(stored[index], ds=ds, index=index)
 
 
 def _rescale(stored: np.ndarray, *, ds: Dataset, index: int) -> np.ndarray:

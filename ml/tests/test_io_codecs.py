@@ -120,3 +120,21 @@ def test_load_study_decodes_jpeg_lossless():
         "JPEG encoder, Pillow and OpenCV write 8-bit baseline only; decoding relies "
         "on pylibjpeg-libjpeg as for the other JPEG processes"
     )
+
+
+def test_load_study_sets_aside_a_slice_whose_compressed_data_is_damaged(tmp_path):
+    for z in (0.0, 5.0):
+        ds = ct_slice(hu=z, z=z, instance=int(z))
+        ds.compress(RLELossless)
+        write(ds, tmp_path / f"{z:.0f}.dcm")
+    broken = ct_slice(hu=10.0, z=10.0, instance=10)
+    broken.compress(RLELossless)
+    broken.PixelData = encapsulate([b"\x01\x00\x00\x00\x40" + bytes(59)])
+    write(broken, tmp_path / "broken.dcm")
+
+    result = load_study(tmp_path)
+
+    assert result.volume[:, 0, 0].tolist() == [0.0, 5.0]
+    [rejected] = result.rejected
+    assert rejected.name.endswith("/broken.dcm")
+    assert rejected.reason.startswith("pixel data could not be decoded")

@@ -113,6 +113,10 @@ def test_load_study_flags_uneven_spacing(tmp_path):
 
     assert meta.uneven_spacing
     assert meta.slice_spacing_mm == 5.0
+    assert load_study(tmp_path).warnings == [
+        "uneven slice spacing: gaps from 5.00 to 10.00 mm (median 5.00 mm); "
+        "slices may be missing"
+    ]
 
 
 def test_load_study_sets_aside_a_duplicate_position(tmp_path):
