@@ -1,8 +1,25 @@
 """Read one imaging study from an upload: DICOM, PNG/JPEG/BMP/TIFF or NIfTI.
 
-``load_study(paths)`` takes files, folders and zips, types every file by its content
-(never its name), keeps one study and returns its slices in anatomical order with
-metadata, plus every file it set aside and why. See :mod:`ml.io.loader`.
+``load_study(paths)`` takes files, folders and zips (a list, or one path), types
+every file by its content (never its name), keeps one study and returns
+:class:`LoadResult`: a (D, H, W) float32 volume ordered inferior to superior, one
+:class:`SliceInfo` per slice, :class:`StudyMetadata`, and every file it set aside
+with the reason (:class:`Rejected`). When nothing usable is left it raises
+:class:`StudyLoadError`, whose message names the first files and reasons.
+``check_upload`` does the same validation from headers only, without decoding.
+
+Conventions:
+
+- ``metadata.units``: "HU" for CT DICOM (rescale slope/intercept applied) and for
+  NIfTI whose values look like CT; "intensity" for MR and other NIfTI; "windowed8"
+  for 8-bit images, "raw16" for 16-bit ones. Nothing is normalised here.
+- Axial slices are laid out as a radiologist views them: row 0 anterior, column 0
+  the patient's right (DICOM pixel data is kept as stored, which for a standard
+  axial series is the same layout; NIfTI is reoriented to it).
+- Names are what the user uploaded: ``folder/file``, ``upload.zip/member``, or what
+  ``names`` maps an input path to.
+- Operating-system clutter (``.DS_Store``, ``__MACOSX/``, dot-files, ``Thumbs.db``)
+  is skipped silently.
 """
 
 from ml.io.limits import LoadLimits

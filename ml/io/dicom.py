@@ -101,9 +101,10 @@ def load_frames(frames: list[Frame]) -> LoadResult:
 def _spacing_warnings(positions: list[float | None]) -> list[str]:
     if len(positions) < 3 or any(p is None for p in positions):
         return []
-    gaps = np.diff(positions)
-    spacing, uneven = spacing_stats(positions=np.array(positions))
-    if not uneven:
+    values = np.array(positions, dtype=np.float64)
+    gaps = np.diff(values)
+    spacing, uneven = spacing_stats(positions=values)
+    if not uneven or spacing is None:
         return []
     return [
         f"uneven slice spacing: gaps from {gaps.min():.2f} to {gaps.max():.2f} mm "
@@ -115,15 +116,25 @@ def _readable_frames(sources, *, limits) -> tuple[list[Frame], list[Rejected]]:
     frames, rejected = [], []
     for source in sources:
         try:
-            ds = read_header(source)
-            reason = set_aside_reason(ds, source=source, limits=limits)
+            frames += _frames_to_use(source, limits=limits)
         except ValueError as exc:
-            ds, reason = None, str(exc)
-        if reason:
-            rejected.append(Rejected(source.name, reason))
-        else:
-            frames += frames_of(ds, source=source)
+            rejected.append(Rejected(source.name, str(exc)))
     return frames, rejected
+
+
+def _frames_to_use(source: Source, *, limits: LoadLimits) -> list[Frame]:
+    """The frames of one file, or ValueError with the reason to set it aside."""
+    ds = read_header(source)
+    try:
+        reason = set_aside_reason(ds, source=source, limits=limits)
+        frames = frames_of(ds, source=source)
+    except Exception as exc:  # a damaged but parseable header, e.g. a broken sequence
+        raise ValueError(
+            f"unusable DICOM header ({type(exc).__name__}: {exc})"
+        ) from exc
+    if reason:
+        raise ValueError(reason)
+    return frames
 
 
 def _drop_non_axial(frames: list[Frame]) -> tuple[list[Frame], list[Rejected]]:
@@ -209,17 +220,27 @@ def _drop_same_image(frames: list[Frame]) -> tuple[list[Frame], list[Rejected]]:
 
 
 def _drop_same_position(frames: list[Frame]) -> tuple[list[Frame], list[Rejected]]:
+    """Keep the first of frames (sorted, all positioned) that share a position."""
     kept, rejected = [frames[0]], []
+    last = _placed(frames[0])
     for frame in frames[1:]:
-        here = position_mm(frame)
-        if abs(here - position_mm(kept[-1])) < SAME_POSITION_MM:
+        here = _placed(frame)
+        if abs(here - last) < SAME_POSITION_MM:
             reason = (
                 f"duplicate slice: same position ({here:.2f} mm) as {kept[-1].label}"
             )
             rejected.append(Rejected(frame.label, reason))
         else:
             kept.append(frame)
+            last = here
     return kept, rejected
+
+
+def _placed(frame: Frame) -> float:
+    position = position_mm(frame)
+    if position is None:
+        raise ValueError(f"{frame.label} has no position")  # callers check first
+    return position
 
 
 def _instance_order(frame: Frame) -> tuple:

@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels.utils import get_expected_length
+from pydicom.sequence import Sequence
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -175,14 +176,19 @@ def frame_attr(ds: Dataset, index: int, group: str, keyword: str):
 
 def functional_group(ds: Dataset, *, index: int, sequence: str) -> Dataset | None:
     """First item of functional group ``sequence`` for frame ``index``, or None."""
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
-    shared = ds.get("SharedFunctionalGroupsSequence") or []
+    per_frame = _items(ds.get("PerFrameFunctionalGroupsSequence"))
+    shared = _items(ds.get("SharedFunctionalGroupsSequence"))
     groups = ([per_frame[index]] if index < len(per_frame) else []) + list(shared[:1])
     for group in groups:
-        items = group.get(sequence)
+        items = _items(group.get(sequence))
         if items:
             return items[0]
     return None
+
+
+def _items(value) -> list[Dataset]:
+    """Items of a sequence value; nothing when damage left something else."""
+    return list(value) if isinstance(value, Sequence) else []
 
 
 def image_types(ds: Dataset) -> set[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 import struct
 from dataclasses import dataclass
 
@@ -74,12 +75,18 @@ def plan_nifti(sources: list[Source], *, limits: LoadLimits) -> Candidate:
     )
 
 
-def read_nifti(path, *, gzipped: bool) -> tuple[np.ndarray, np.ndarray]:
+def read_nifti(
+    path: str | os.PathLike[str], *, gzipped: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """First volume of a NIfTI file in radiological axial layout, and its affine.
 
     Returns (D, H, W) float32 (scaled by scl_slope/scl_inter) and the (4, 4) affine
-    of the RAS+ array before the axial layout is applied.
+    of the RAS+ array before the axial layout is applied. ``gzipped`` None means
+    "tell from the content". No limits are checked here: load_study does that.
     """
+    if gzipped is None:
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
     with _open(path, gzipped=gzipped) as f:
         image = _image_class(f).from_file_map(
             nib.Nifti1Image.make_file_map({"image": f, "header": f}), mmap=False

@@ -14,6 +14,7 @@ from ml.io.sources import Source
 from ml.io.types import LoadResult, Rejected, StudyLoadError, StudyMetadata
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass
@@ -68,8 +69,8 @@ def check_volume(*, shape: tuple[int, int, int], limits: LoadLimits) -> None:
 
 
 def split_majority(
-    items: Sequence[T], *, key: Callable[[T], Hashable]
-) -> tuple[Hashable, list[T], list[T]]:
+    items: Sequence[T], *, key: Callable[[T], K]
+) -> tuple[K, list[T], list[T]]:
     """The most common key (first seen wins ties), items having it, items not."""
     common = Counter(key(item) for item in items).most_common(1)[0][0]
     kept = [item for item in items if key(item) == common]

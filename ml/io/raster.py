@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that turn the image a quarter
 _EXIF_ORIENTATION = 0x0112
 _DIGITS = re.compile(r"\d+")
 _LABEL = "PNG/JPEG/BMP/TIFF"
+DEFAULT_IMAGE_LIMITS = LoadLimits()
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,9 @@ def slice_order_key(name: str) -> tuple:
     return (0, int(numbers[-1]), natural) if numbers else (1, 0, natural)
 
 
-def read_image(path, *, limits: LoadLimits) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike[str], *, limits: LoadLimits = DEFAULT_IMAGE_LIMITS
+) -> np.ndarray:
     """Grayscale pixels of a PNG/JPEG/BMP/TIFF file: (H, W) float32, stored values.
 
     EXIF orientation is applied; colour is converted to luminance (ITU-R 601-2);

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from ml.io import LoadLimits, StudyLoadError, load_study
-from ml.tests.io_factories import ct_slice, dicom_bytes, save_nifti, zip_bytes
+from ml.tests.io_factories import (
+    ct_slice,
+    dicom_bytes,
+    enhanced_ct,
+    save_nifti,
+    zip_bytes,
+)
 
 _SMALL = LoadLimits(max_total_bytes=64 * 1024**2, max_file_bytes=16 * 1024**2)
 # Damaged files make pydicom and Pillow warn by design; the outcome is what counts.
@@ -48,6 +54,7 @@ def _rle_bytes():
 _VALID = {
     "dicom": dicom_bytes(ct_slice(hu=40.0)),
     "dicom-rle": _rle_bytes(),
+    "dicom-enhanced": dicom_bytes(enhanced_ct(zs=[0.0, 2.0, 4.0])),
     "nifti": _nifti_bytes(),
     "nifti-gz": gzip.compress(_nifti_bytes()),
     "zip": zip_bytes({"a.dcm": dicom_bytes(ct_slice(hu=40.0))}),
