@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -18,6 +19,11 @@ _CHUNK = MiB
 _RATIO_CHECK_FROM = MiB
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SYSTEM_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
+_END_RECORD_SEARCH = 22 + 65535  # end record plus the longest comment
+_MIN_ENTRY_BYTES = 46  # a central directory entry with an empty name
+# Folders and __MACOSX twins also take entries: allow a few per file to be read.
+_MAX_ENTRIES_PER_FILE = 4
+_SPARE_ENTRIES = 100
 
 
 @dataclass
@@ -53,6 +59,11 @@ def extract_zip(
     as a whole is rejected whole; a bad member is rejected alone.
     """
     out = Extracted()
+    listed = _listed_entries(path)
+    if listed > _MAX_ENTRIES_PER_FILE * limits.max_files + _SPARE_ENTRIES:
+        reason = f"zip lists about {listed} entries; an upload may hold at most"
+        out.rejected.append(Rejected(name, f"{reason} {limits.max_files} files"))
+        return out
     try:
         with zipfile.ZipFile(path) as zf:
             _extract_members(
@@ -94,6 +105,19 @@ def _extract_members(
             out.rejected.append(Rejected(member, reason))
         else:
             out.files.append((member, target))
+
+
+def _listed_entries(path: Path) -> int:
+    """Entries the zip's directory holds, from its end record, before zipfile reads
+    (and builds an object for) every one of them; 0 when there is no end record."""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - _END_RECORD_SEARCH))
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        return 0
+    count, directory_bytes = struct.unpack("<HI", tail[at + 10 : at + 16])
+    return max(count, directory_bytes // _MIN_ENTRY_BYTES)
 
 
 def _zip_problem(infos, *, limits: LoadLimits, budget: ByteBudget, room: int) -> str:

@@ -177,6 +177,16 @@ def test_load_study_refuses_a_zip_with_too_many_files(tmp_path):
         load_study(upload, limits=LoadLimits(max_files=4))
 
 
+def test_load_study_refuses_a_huge_zip_directory_before_reading_it(tmp_path):
+    entries = {f"f{i}": b"" for i in range(120)}
+    upload = _write(tmp_path / "entries.zip", zip_bytes(entries, deflate=False))
+
+    with pytest.raises(StudyLoadError) as caught:
+        load_study(upload, limits=LoadLimits(max_files=2))
+
+    assert caught.value.rejected[0].reason.startswith("zip lists about ")
+
+
 def test_load_study_refuses_too_many_slices_with_a_clear_error(tmp_path):
     ct_series(tmp_path, zs=[0.0, 5.0, 10.0])
 
