@@ -65,3 +65,34 @@ def as_radiologist(radiologist):
 @pytest.fixture
 def as_clinician(clinician):
     return _client_for(clinician)
+
+
+def _api_client_for(user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def api_clinician(clinician):
+    return _api_client_for(clinician)
+
+
+@pytest.fixture
+def api_radiologist(radiologist):
+    return _api_client_for(radiologist)
+
+
+@pytest.fixture
+def outsider(db):
+    """A clinician who uploaded nothing: must get 404 on other people's studies."""
+    from accounts.tests.factories import UserFactory
+
+    return UserFactory(username="olga-outsider", role="clinician")
+
+
+@pytest.fixture
+def as_outsider(outsider):
+    return _client_for(outsider)

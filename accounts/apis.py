@@ -1,5 +1,6 @@
 from django.contrib.auth.decorators import login_not_required
 from django.utils.decorators import method_decorator
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
@@ -19,6 +20,7 @@ class MeApi(APIView):
         email = serializers.EmailField()
         role = serializers.CharField()
 
+    @extend_schema(responses=OutputSerializer)
     def get(self, request):
         return Response(self.OutputSerializer(request.user).data)
 

@@ -21,6 +21,24 @@ class NavItem:
 NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Home", "home", tuple(Role.values), "Your start page."),
     NavItem(
+        "Worklist",
+        "diagnosis:study-list",
+        (Role.RADIOLOGIST, Role.ADMIN),
+        "Studies to read, AI-suspected strokes first.",
+    ),
+    NavItem(
+        "My studies",
+        "diagnosis:study-list",
+        (Role.CLINICIAN,),
+        "The studies you uploaded, their AI results and reviews.",
+    ),
+    NavItem(
+        "Upload",
+        "diagnosis:study-upload",
+        tuple(Role.values),
+        "Send a head CT or MRI study for AI analysis.",
+    ),
+    NavItem(
         "Users",
         "accounts:user-list",
         (Role.ADMIN,),

@@ -7,6 +7,7 @@ Every view the portal serves declares the roles that may open it, through
 from collections.abc import Callable
 from functools import wraps
 
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
@@ -17,7 +18,8 @@ ALL_ROLES = tuple(Role.values)
 
 def role_required(*roles: str) -> Callable:
     """Allow an active user whose role is one of `roles`; anyone else gets 403.
-    Anonymous users never reach here: LoginRequiredMiddleware sends them to login."""
+    Anonymous users are sent to the login page (LoginRequiredMiddleware does so
+    already, except for views such as DRF's that opt out of it)."""
     unknown = set(roles) - set(Role.values)
     if not roles or unknown:
         raise ValueError(f"role_required needs known roles, got {roles!r}")
@@ -26,6 +28,8 @@ def role_required(*roles: str) -> Callable:
         @wraps(view)
         def wrapped(request, *args, **kwargs):
             user = request.user
+            if not user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
             if not (user.is_authenticated and user.is_active and user.role in roles):
                 raise PermissionDenied("Your role does not give access to this page.")
             return view(request, *args, **kwargs)

@@ -1,1 +1,211 @@
-# Studies, images, AI results and reviews arrive with the diagnosis issue.
+from django.conf import settings
+from django.db import models
+
+from stroke_portal.models import BaseModel
+
+
+class StudyStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Processing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class Label(models.TextChoices):
+    NORMAL = "normal", "No stroke"
+    STROKE = "stroke", "Stroke"
+
+
+class StrokeType(models.TextChoices):
+    NONE = "", "Not specified"
+    ISCHEMIC = "ischemic", "Ischemic"
+    HEMORRHAGIC = "hemorrhagic", "Hemorrhagic"
+
+
+class Sex(models.TextChoices):
+    UNKNOWN = "", "Unknown"
+    FEMALE = "F", "Female"
+    MALE = "M", "Male"
+    OTHER = "O", "Other"
+
+
+class Study(BaseModel):
+    """One imaging study uploaded by a clinician, and where it is in the pipeline."""
+
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="studies"
+    )
+    status = models.CharField(
+        max_length=12,
+        choices=StudyStatus.choices,
+        default=StudyStatus.QUEUED,
+        db_index=True,
+    )
+    error_message = models.TextField(blank=True)
+    # Time to result is known for every study: one timestamp per step.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    processing_started_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+
+    # sha256 over the uploaded files' hashes: the same files uploaded again by the
+    # same user lead to this study instead of a new one.
+    content_hash = models.CharField(max_length=64, db_index=True)
+    source_kind = models.CharField(max_length=8)  # dicom | image | nifti
+    units = models.CharField(max_length=12)
+    modality = models.CharField(max_length=8, blank=True, db_index=True)
+    slice_count = models.PositiveIntegerField(default=0)
+    rejected_files = models.JSONField(default=list, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    dicom_metadata = models.JSONField(default=dict, blank=True)
+
+    patient_id = models.CharField(
+        "Patient ID / MRN", max_length=64, blank=True, db_index=True
+    )
+    patient_name = models.CharField(max_length=200, blank=True)
+    patient_age = models.PositiveSmallIntegerField(null=True, blank=True)
+    patient_sex = models.CharField(max_length=1, choices=Sex.choices, blank=True)
+    symptom_onset = models.DateTimeField(null=True, blank=True)
+    clinical_notes = models.TextField(blank=True)
+    study_date = models.DateField(null=True, blank=True)
+    study_description = models.CharField(max_length=200, blank=True)
+    study_instance_uid = models.CharField(max_length=64, blank=True)
+
+    # Worklist order: higher first. Set when the AI result is stored.
+    priority = models.FloatField(default=0.0, db_index=True)
+    # Claim of the worker processing the study; a stale heartbeat lets a redelivered
+    # message take over from a worker that died.
+    claim_token = models.CharField(max_length=32, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+        indexes = [models.Index(fields=["status", "-priority", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["uploaded_by", "content_hash"], name="same_upload_once_per_user"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Study {self.pk} ({self.patient_id or 'no patient ID'})"
+
+    @property
+    def current_result(self):
+        return (
+            self.results.filter(is_current=True).select_related("model_version").first()
+        )
+
+    @property
+    def current_review(self):
+        return self.reviews.filter(is_current=True).select_related("reviewer").first()
+
+    @property
+    def seconds_to_result(self) -> float | None:
+        if self.ready_at and self.queued_at:
+            return (self.ready_at - self.queued_at).total_seconds()
+        return None
+
+
+class StudyFile(models.Model):
+    """An uploaded file, stored once under its sha256 outside the web root."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="files")
+    original_name = models.CharField(max_length=300)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    storage_name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["original_name"]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+
+class Slice(models.Model):
+    """One slice of a study in anatomical order, with the AI's view of it."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="slices")
+    index = models.PositiveIntegerField()
+    source_name = models.CharField(max_length=300)
+    position_mm = models.FloatField(null=True, blank=True)
+    probability = models.FloatField(null=True, blank=True)
+    heatmap_name = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "index"], name="slice_index_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"slice {self.index} of study {self.study_id}"
+
+
+class AIResult(BaseModel):
+    """The AI's finding for a study by one model version. Reprocessing adds a new
+    result and marks it current; older ones stay for the record."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="results")
+    model_version = models.ForeignKey(
+        "feedback.ModelVersion", on_delete=models.PROTECT, related_name="results"
+    )
+    is_current = models.BooleanField(default=True)
+    label = models.CharField(max_length=8, choices=Label.choices)
+    stroke_type = models.CharField(
+        max_length=12, choices=StrokeType.choices, blank=True
+    )
+    probability = models.FloatField(help_text="Calibrated stroke probability.")
+    confidence = models.FloatField(help_text="Calibrated confidence in the label.")
+    threshold = models.FloatField()
+    type_probabilities = models.JSONField(default=dict, blank=True)
+    suspicious_slices = models.JSONField(default=list, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study"],
+                condition=models.Q(is_current=True),
+                name="one_current_result_per_study",
+            )
+        ]
+
+
+class Review(BaseModel):
+    """A radiologist's reading. A change adds a new review and keeps the old one."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="reviews")
+    ai_result = models.ForeignKey(
+        AIResult,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reviews",
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews"
+    )
+    is_current = models.BooleanField(default=True)
+    agrees_with_ai = models.BooleanField()
+    final_label = models.CharField(max_length=8, choices=Label.choices)
+    stroke_type = models.CharField(
+        max_length=12, choices=StrokeType.choices, blank=True
+    )
+    impression = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study"],
+                condition=models.Q(is_current=True),
+                name="one_current_review_per_study",
+            )
+        ]

@@ -63,6 +63,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "crispy_forms",
     "crispy_bootstrap5",
     "axes",
@@ -242,6 +244,18 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "stroke_portal.api.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 25,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Stroke portal API",
+    "DESCRIPTION": "Upload head CT/MR studies, follow their AI analysis, review them. "
+    "AI findings are decision support, not a diagnosis.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the project's own static files: no CDN on a hospital network.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Celery ---------------------------------------------------------------------
@@ -275,6 +289,18 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_TIMEZONE = TIME_ZONE
+
+# --- Studies --------------------------------------------------------------------
+UPLOAD_MAX_FILES = env.int("UPLOAD_MAX_FILES", default=2000)
+UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_MB", default=2048) * 1024 * 1024
+UPLOAD_MAX_SLICES = env.int("UPLOAD_MAX_SLICES", default=1500)
+DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
+FILE_UPLOAD_TEMP_DIR = None
+# A worker that has not reported progress for this long is presumed dead, and a
+# redelivered message may take its study over.
+PROCESSING_LEASE_SECONDS = env.int("PROCESSING_LEASE_SECONDS", default=60)
+STUDY_SOFT_TIME_LIMIT = env.int("STUDY_TIME_LIMIT_SECONDS", default=600)
+HEATMAP_SLICES = env.int("HEATMAP_SLICES", default=3)
 
 # --- Portal ---------------------------------------------------------------------
 PORTAL_NAME = env_text("PORTAL_NAME", "Stroke portal")

@@ -1,8 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts import apis as account_apis
 from accounts import views as account_views
+from accounts.permissions import any_role_required
+from diagnosis import apis as study_apis
 
 from . import views
 
@@ -12,13 +15,28 @@ admin.site.site_title = "Stroke portal"
 api_v1 = [
     path("me/", account_apis.MeApi.as_view(), name="me"),
     path("auth/token/", account_apis.TokenCreateApi.as_view(), name="token-create"),
+    path("studies/", study_apis.StudyListCreateApi.as_view(), name="study-list"),
+    path("studies/<int:pk>/", study_apis.StudyDetailApi.as_view(), name="study-detail"),
+    path(
+        "studies/<int:pk>/review/",
+        study_apis.StudyReviewApi.as_view(),
+        name="study-review",
+    ),
 ]
 
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("accounts/", include("accounts.urls")),
+    path("studies/", include("diagnosis.urls")),
     path("api/v1/", include((api_v1, "api"))),
     path("django-admin/", admin.site.urls),
+    # The API's description, for signed-in users (Swagger UI from local files).
+    path("api/schema/", any_role_required(SpectacularAPIView.as_view()), name="schema"),
+    path(
+        "api/docs/",
+        any_role_required(SpectacularSwaggerView.as_view(url_name="schema")),
+        name="api-docs",
+    ),
     path("healthz", views.healthz, name="healthz"),
 ]
 

@@ -1,0 +1,179 @@
+"""REST API for studies: the same validation, scoping and audit as the pages."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.audit import audit_record
+from accounts.models import Role
+from accounts.permissions import HasRole
+
+from . import selectors, services
+from .forms import StudyFilterForm
+from .models import Label, Sex, StrokeType
+
+
+class ResultSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    stroke_type = serializers.CharField()
+    probability = serializers.FloatField()
+    confidence = serializers.FloatField()
+    threshold = serializers.FloatField()
+    type_probabilities = serializers.DictField(child=serializers.FloatField())
+    suspicious_slices = serializers.ListField(child=serializers.IntegerField())
+    model_version = serializers.CharField(source="model_version.__str__")
+    is_demo_model = serializers.BooleanField(source="model_version.is_demo")
+    created_at = serializers.DateTimeField()
+
+
+class ReviewOutputSerializer(serializers.Serializer):
+    final_label = serializers.CharField()
+    stroke_type = serializers.CharField()
+    impression = serializers.CharField()
+    agrees_with_ai = serializers.BooleanField()
+    reviewer = serializers.CharField(source="reviewer.username")
+    created_at = serializers.DateTimeField()
+
+
+class StudyOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    status = serializers.CharField()
+    error_message = serializers.CharField()
+    progress = serializers.SerializerMethodField()
+    patient_id = serializers.CharField()
+    patient_age = serializers.IntegerField(allow_null=True)
+    patient_sex = serializers.CharField()
+    modality = serializers.CharField()
+    slice_count = serializers.IntegerField()
+    priority = serializers.FloatField()
+    created_at = serializers.DateTimeField()
+    queued_at = serializers.DateTimeField()
+    ready_at = serializers.DateTimeField()
+    seconds_to_result = serializers.FloatField(allow_null=True)
+    rejected_files = serializers.ListField(child=serializers.DictField())
+    result = ResultSerializer(source="current_result", allow_null=True)
+    review = ReviewOutputSerializer(source="current_review", allow_null=True)
+    slice_probabilities = serializers.SerializerMethodField()
+
+    def get_progress(self, study) -> dict:
+        return {"done": study.progress_done, "total": study.progress_total}
+
+    def get_slice_probabilities(self, study) -> list[float | None]:
+        return list(
+            study.slices.order_by("index").values_list("probability", flat=True)
+        )
+
+
+class StudyListCreateApi(APIView):
+    """GET: the studies you may see, in worklist order, filtered and paginated.
+    POST (multipart): upload one study (`files`, plus optional clinical fields)."""
+
+    permission_classes = [HasRole]
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema_serializer(component_name="StudyCreateInput")
+    class InputSerializer(serializers.Serializer):
+        files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+        patient_id = serializers.CharField(max_length=64, required=False)
+        patient_age = serializers.IntegerField(
+            min_value=0, max_value=130, required=False
+        )
+        patient_sex = serializers.ChoiceField(choices=Sex.choices, required=False)
+        symptom_onset = serializers.DateTimeField(required=False)
+        clinical_notes = serializers.CharField(max_length=4000, required=False)
+
+    @extend_schema(responses=StudyOutputSerializer(many=True))
+    def get(self, request):
+        form = StudyFilterForm(request.query_params or None)
+        filters = form.filters()
+        if filters is None:
+            raise ValidationError(form.errors.get_json_data())
+        studies = selectors.study_list_for_user(user=request.user, **filters)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(studies, request, view=self)
+        audit_record(
+            action="study.list",
+            request=request,
+            detail={"api": True, "count": len(page)},
+        )
+        return paginator.get_paginated_response(
+            StudyOutputSerializer(page, many=True).data
+        )
+
+    @extend_schema(request=InputSerializer, responses={201: StudyOutputSerializer})
+    def post(self, request):
+        data = {**request.data.dict(), "files": request.FILES.getlist("files")}
+        serializer = self.InputSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        clinical = {k: v for k, v in serializer.validated_data.items() if k != "files"}
+        try:
+            outcome = services.study_create(
+                user=request.user,
+                files=serializer.validated_data["files"],
+                clinical=clinical,
+                request=request,
+            )
+        except services.UploadError as error:
+            return Response(
+                {"detail": error.message, "rejected": error.rejected},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        body = StudyOutputSerializer(outcome.study).data
+        body["created"] = outcome.created
+        return Response(
+            body,
+            status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK,
+        )
+
+
+class StudyDetailApi(APIView):
+    """The study's status, AI result (per-slice probabilities included) and review."""
+
+    permission_classes = [HasRole]
+
+    @extend_schema(responses=StudyOutputSerializer)
+    def get(self, request, pk: int):
+        study = selectors.study_get_for_user(user=request.user, pk=pk)
+        audit_record(
+            action="study.view", request=request, obj=study, detail={"api": True}
+        )
+        return Response(StudyOutputSerializer(study).data)
+
+
+class StudyReviewApi(APIView):
+    """Record a radiologist's reading of a ready study."""
+
+    permission_classes = [HasRole.of(Role.RADIOLOGIST, Role.ADMIN)]
+
+    @extend_schema_serializer(component_name="ReviewInput")
+    class InputSerializer(serializers.Serializer):
+        final_label = serializers.ChoiceField(choices=Label.choices)
+        stroke_type = serializers.ChoiceField(
+            choices=StrokeType.choices, required=False, allow_blank=True, default=""
+        )
+        impression = serializers.CharField(
+            max_length=8000, required=False, allow_blank=True, default=""
+        )
+
+    @extend_schema(request=InputSerializer, responses={201: ReviewOutputSerializer})
+    def post(self, request, pk: int):
+        study = selectors.study_get_for_user(user=request.user, pk=pk)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            review = services.review_submit(
+                study=study,
+                reviewer=request.user,
+                request=request,
+                **serializer.validated_data,
+            )
+        except DjangoValidationError as error:
+            raise ValidationError({"detail": error.messages}) from error
+        return Response(
+            ReviewOutputSerializer(review).data, status=status.HTTP_201_CREATED
+        )

@@ -1,0 +1,146 @@
+"""The one place where the portal calls ml/. Django tests mock this module.
+
+Web processes only read uploads (no TensorFlow); workers analyse studies. The model is
+loaded lazily, once per worker process, and reloaded when the active version changes.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from ml.io import LoadLimits, LoadResult, StudyLoadError, load_study
+
+__all__ = ["Analysis", "StudyLoadError", "analyse", "read_upload"]
+
+
+@dataclass
+class Analysis:
+    """What the AI found in one study."""
+
+    label: str
+    probability: float
+    confidence: float
+    threshold: float
+    slice_probabilities: list[float]
+    suspicious_slices: list[int]
+    stroke_type: str = ""
+    type_probabilities: dict[str, float] = field(default_factory=dict)
+    heatmaps: dict[int, np.ndarray] = field(default_factory=dict)  # (H, W) in [0, 1]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def upload_limits() -> LoadLimits:
+    return LoadLimits(
+        max_files=settings.UPLOAD_MAX_FILES,
+        max_total_bytes=settings.UPLOAD_MAX_BYTES,
+        max_slices=settings.UPLOAD_MAX_SLICES,
+    )
+
+
+def read_upload(paths: Sequence[Path], *, names: Mapping[str, str]) -> LoadResult:
+    """Read and validate one study; raises StudyLoadError with per-file reasons."""
+    return load_study(
+        [str(p) for p in paths],
+        limits=upload_limits(),
+        names={str(k): v for k, v in names.items()},
+    )
+
+
+_lock = threading.Lock()
+_loaded: dict[str, object] = {}
+
+
+def _predictor(model_path: str, sha256: str):
+    """The worker's predictor for one model version, loaded once and kept while that
+    version is the one asked for."""
+    with _lock:
+        if sha256 not in _loaded:
+            from ml.inference import Predictor  # TensorFlow loads here, after fork
+
+            _loaded.clear()
+            _loaded[sha256] = Predictor.load(model_path)
+        return _loaded[sha256]
+
+
+def analyse(
+    *,
+    load_result: LoadResult,
+    model_path: str,
+    model_sha256: str,
+    heatmap_count: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+) -> Analysis:
+    """Predict per slice and per study, and Grad-CAM for the most suspicious slices."""
+    predictor = _predictor(model_path, model_sha256)
+    prediction = predictor.predict(load_result, progress=progress)
+    heatmaps = predictor.explain(
+        load_result, slices=prediction.top_slices[:heatmap_count]
+    )
+    return Analysis(
+        label=prediction.label,
+        probability=float(prediction.study_probability),
+        confidence=float(prediction.confidence),
+        threshold=float(prediction.threshold),
+        slice_probabilities=[float(p) for p in prediction.slice_probabilities],
+        suspicious_slices=[int(i) for i in prediction.top_slices],
+        stroke_type=prediction.stroke_type or "",
+        type_probabilities=dict(prediction.type_probabilities or {}),
+        heatmaps=dict(heatmaps),
+        timings=dict(prediction.timings or {}),
+    )
+
+
+def heatmap_png(heatmap: np.ndarray) -> bytes:
+    """An RGBA PNG of a (H, W) map in [0, 1]: a jet colour map whose transparency
+    follows the map, so the viewer can lay it over the slice at any opacity."""
+    import cv2
+    from PIL import Image
+
+    values = np.clip(np.nan_to_num(heatmap.astype(np.float32)), 0.0, 1.0)
+    colours = cv2.applyColorMap((values * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    rgba = np.dstack([colours[..., ::-1], (np.sqrt(values) * 255).astype(np.uint8)])
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+VIEWER_WINDOWS = {
+    "brain": (40, 80),
+    "stroke": (40, 40),
+    "subdural": (80, 200),
+    "bone": (600, 2800),
+}
+
+
+def slice_png(
+    volume: np.ndarray,
+    *,
+    index: int,
+    units: str,
+    window: tuple[float, float] | None,
+) -> bytes:
+    """One slice of a (D, H, W) volume as an 8-bit grey PNG: windowed (centre, width)
+    for Hounsfield units, as stored for images that arrived already windowed, and
+    scaled by percentiles otherwise."""
+    import cv2
+
+    from ml.preprocess import apply_window, percentile_normalise
+
+    image = np.asarray(volume[index], dtype=np.float32)
+    if units == "HU" and window is not None:
+        scaled = apply_window(image, center=window[0], width=window[1])
+    elif units == "windowed8":
+        scaled = np.clip(image / 255.0, 0.0, 1.0)
+    else:
+        scaled = percentile_normalise(image)
+    ok, encoded = cv2.imencode(".png", (scaled * 255.0 + 0.5).astype(np.uint8))
+    if not ok:
+        raise ValueError("could not encode the slice as PNG")
+    return encoded.tobytes()

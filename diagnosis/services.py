@@ -1,0 +1,564 @@
+"""Writes to diagnosis: ingest an upload, process a study, record a review."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import F, Q
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.audit import audit_record
+from accounts.models import User
+from feedback import selectors as model_selectors
+
+from . import ml_adapter, storage
+from .models import AIResult, Label, Review, Slice, Study, StudyFile, StudyStatus
+
+logger = logging.getLogger(__name__)
+
+
+class UploadError(ValueError):
+    """An upload that cannot become a study; `rejected` names each file and why."""
+
+    def __init__(self, message: str, rejected: Sequence[dict] = ()):
+        super().__init__(message)
+        self.message = message
+        self.rejected = list(rejected)
+
+
+@dataclass
+class StudyCreateOutcome:
+    study: Study
+    created: bool
+    rejected: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._ ()\-]+")
+
+
+def _safe_name(name: str, index: int) -> str:
+    """A file name safe on disk; the user's name (folders included) is kept apart."""
+    base = _SAFE_NAME.sub("_", Path(name).name)[:120] or "file"
+    return f"{index:05d}_{base}"
+
+
+def _check_sizes(files: Sequence[UploadedFile]) -> None:
+    if not files:
+        raise UploadError("Choose at least one file: DICOM, PNG/JPG, NIfTI or a zip.")
+    if len(files) > settings.UPLOAD_MAX_FILES:
+        raise UploadError(
+            f"{len(files)} files is more than the {settings.UPLOAD_MAX_FILES} allowed "
+            "in one upload; upload one study at a time or zip it."
+        )
+    total = sum(f.size for f in files)
+    if total > settings.UPLOAD_MAX_BYTES:
+        raise UploadError(
+            f"The upload is {total / 1024**2:.0f} MB; the limit is "
+            f"{settings.UPLOAD_MAX_BYTES / 1024**2:.0f} MB."
+        )
+    empty = [f.name for f in files if f.size == 0]
+    if empty and len(empty) == len(files):
+        raise UploadError(
+            "Every file is empty (0 bytes).",
+            [{"name": n, "reason": "empty file (0 bytes)"} for n in empty],
+        )
+
+
+def _spool(
+    files: Sequence[UploadedFile], folder: Path
+) -> tuple[list[Path], dict, dict]:
+    """Write the uploaded files to a private folder; returns paths, the user's name
+    of each path, and the sha256 of each path."""
+    paths, names, hashes = [], {}, {}
+    for index, upload in enumerate(files):
+        path = folder / _safe_name(upload.name, index)
+        digest = hashlib.sha256()
+        with open(path, "wb") as out:
+            for chunk in upload.chunks():
+                digest.update(chunk)
+                out.write(chunk)
+        paths.append(path)
+        names[str(path)] = upload.name
+        hashes[str(path)] = digest.hexdigest()
+    return paths, names, hashes
+
+
+def _content_hash(hashes: dict[str, str]) -> str:
+    return hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()
+
+
+def _rejected(load_rejected) -> list[dict]:
+    return [{"name": r.name, "reason": r.reason} for r in load_rejected]
+
+
+def _clinical_from(metadata, clinical: dict) -> dict:
+    """Clinical fields from the form, pre-filled from DICOM where the form is empty."""
+    age = clinical.get("patient_age")
+    if age is None and metadata.patient_age:
+        match = re.match(r"(\d+)Y", metadata.patient_age)
+        age = int(match.group(1)) if match else None
+    sex = clinical.get("patient_sex") or (metadata.patient_sex or "")[:1].upper()
+    return {
+        "patient_id": clinical.get("patient_id") or (metadata.patient_id or "")[:64],
+        "patient_name": (metadata.patient_name or "")[:200],
+        "patient_age": age,
+        "patient_sex": sex if sex in ("F", "M", "O") else "",
+        "symptom_onset": clinical.get("symptom_onset"),
+        "clinical_notes": clinical.get("clinical_notes", ""),
+        "study_date": metadata.study_date,
+        "study_description": (metadata.study_description or "")[:200],
+        "study_instance_uid": (metadata.study_instance_uid or "")[:64],
+    }
+
+
+def _dicom_metadata(metadata) -> dict:
+    keep = (
+        "modality",
+        "manufacturer",
+        "series_description",
+        "slice_thickness_mm",
+        "pixel_spacing_mm",
+        "slice_spacing_mm",
+        "uneven_spacing",
+        "gantry_tilt_deg",
+        "window_center",
+        "window_width",
+        "study_time",
+        "series_instance_uid",
+    )
+    out = {}
+    for key in keep:
+        value = getattr(metadata, key, None)
+        if value is not None:
+            out[key] = value.isoformat() if hasattr(value, "isoformat") else value
+    return out
+
+
+def study_create(
+    *,
+    user: User,
+    files: Sequence[UploadedFile],
+    clinical: dict | None = None,
+    request: HttpRequest | None = None,
+) -> StudyCreateOutcome:
+    """Validate an upload by content and create a queued study, or refuse it with
+    a clear message; a refused upload leaves no row and no file behind. The same
+    files uploaded again by the same user lead to the existing study."""
+    _check_sizes(files)
+    with tempfile.TemporaryDirectory(prefix="upload-") as tmp:
+        paths, names, hashes = _spool(files, Path(tmp))
+        content_hash = _content_hash(hashes)
+        existing = Study.objects.filter(
+            uploaded_by=user, content_hash=content_hash
+        ).first()
+        if existing is not None:
+            return StudyCreateOutcome(study=existing, created=False)
+        try:
+            result = ml_adapter.read_upload(paths, names=names)
+        except ml_adapter.StudyLoadError as exc:
+            rejected = _rejected(getattr(exc, "rejected", []))
+            raise UploadError(
+                f"Nothing in this upload could be used: {exc}", rejected
+            ) from exc
+        _check_modality(result.metadata)
+        return _study_save(
+            user=user,
+            result=result,
+            paths=paths,
+            names=names,
+            hashes=hashes,
+            content_hash=content_hash,
+            clinical=clinical or {},
+            request=request,
+        )
+
+
+ANALYSABLE_MODALITIES = ("CT", "MR")
+
+
+def _check_modality(metadata) -> None:
+    modality = (metadata.modality or "").upper()
+    if metadata.source_kind == "dicom" and modality not in ANALYSABLE_MODALITIES:
+        raise UploadError(
+            f"This upload is a {modality or 'unknown-modality'} study; the portal "
+            "analyses head CT and MR only."
+        )
+
+
+def _study_save(
+    *, user, result, paths, names, hashes, content_hash, clinical, request
+) -> StudyCreateOutcome:
+    consumed = set(result.consumed)
+    used = [p for p in paths if names[str(p)] in consumed] or paths
+    new_files: list[Path] = []
+    try:
+        stored = []
+        for path in used:
+            target, is_new = storage.store_upload(path, hashes[str(path)])
+            if is_new:
+                new_files.append(target)
+            stored.append((path, target))
+        with transaction.atomic():
+            study = _study_rows(
+                user=user,
+                result=result,
+                stored=stored,
+                names=names,
+                hashes=hashes,
+                content_hash=content_hash,
+                clinical=clinical,
+            )
+            audit_record(
+                action="study.upload",
+                request=request,
+                actor=user,
+                obj=study,
+                detail={"files": len(paths), "slices": study.slice_count},
+            )
+            transaction.on_commit(lambda: study_enqueue(study_id=study.pk))
+    except Exception:
+        storage.remove_quietly(new_files)  # nothing half-saved
+        raise
+    return StudyCreateOutcome(
+        study=study,
+        created=True,
+        rejected=_rejected(result.rejected),
+        warnings=list(result.warnings),
+    )
+
+
+def _study_rows(
+    *, user, result, stored, names, hashes, content_hash, clinical
+) -> Study:
+    metadata = result.metadata
+    now = timezone.now()
+    study = Study(
+        uploaded_by=user,
+        status=StudyStatus.QUEUED,
+        queued_at=now,
+        content_hash=content_hash,
+        source_kind=metadata.source_kind,
+        units=metadata.units,
+        modality=(metadata.modality or "CT")[:8],
+        slice_count=len(result.slices),
+        progress_total=len(result.slices),
+        rejected_files=_rejected(result.rejected),
+        warnings=list(result.warnings),
+        dicom_metadata=_dicom_metadata(metadata),
+        **_clinical_from(metadata, clinical),
+    )
+    study.full_clean(exclude=["uploaded_by"])
+    study.save()
+    StudyFile.objects.bulk_create(
+        StudyFile(
+            study=study,
+            original_name=names[str(path)][:300],
+            sha256=hashes[str(path)],
+            size=path.stat().st_size,
+            storage_name=str(target.relative_to(storage.uploads_root())),
+        )
+        for path, target in stored
+    )
+    Slice.objects.bulk_create(
+        Slice(
+            study=study,
+            index=i,
+            source_name=info.source[:300],
+            position_mm=info.position_mm,
+        )
+        for i, info in enumerate(result.slices)
+    )
+    return study
+
+
+def study_enqueue(*, study_id: int) -> None:
+    from .tasks import study_process_task
+
+    study_process_task.delay(study_id)
+
+
+# --- Processing (worker) ------------------------------------------------------------
+class ProcessOutcome:
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # already done, or not processable
+    BUSY = "busy"  # another worker holds a fresh claim: try again later
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.PROCESSING_LEASE_SECONDS)
+
+
+def study_claim(*, study_id: int, token: str) -> bool:
+    """Take the study for processing: queued ones, or processing ones whose worker
+    stopped beating (it died). A guarded UPDATE, so only one worker wins."""
+    now = timezone.now()
+    claimable = Q(status=StudyStatus.QUEUED) | Q(
+        status=StudyStatus.PROCESSING, heartbeat_at__lt=now - _lease()
+    )
+    return bool(
+        Study.objects.filter(claimable, pk=study_id).update(
+            status=StudyStatus.PROCESSING,
+            claim_token=token,
+            heartbeat_at=now,
+            processing_started_at=now,
+            attempts=F("attempts") + 1,
+            progress_done=0,
+            error_message="",
+        )
+    )
+
+
+def _heartbeat(study_id: int, token: str, done: int, total: int) -> None:
+    Study.objects.filter(pk=study_id, claim_token=token).update(
+        progress_done=done, progress_total=total, heartbeat_at=timezone.now()
+    )
+
+
+def _fail(study_id: int, token: str, message: str) -> None:
+    Study.objects.filter(
+        pk=study_id, status=StudyStatus.PROCESSING, claim_token=token
+    ).update(
+        status=StudyStatus.FAILED,
+        failed_at=timezone.now(),
+        error_message=message[:2000],
+    )
+
+
+def _stored_paths(study: Study) -> tuple[list[Path], dict[str, str]]:
+    paths, names = [], {}
+    for f in study.files.all():
+        path = storage.uploads_root() / f.storage_name
+        paths.append(path)
+        names[str(path)] = f.original_name
+    return paths, names
+
+
+def study_priority(*, label: str, probability: float, stroke_type: str) -> float:
+    """Worklist order: suspected strokes above everything else, the surer first;
+    a suspected bleed above a suspected infarct at equal probability."""
+    if label != Label.STROKE:
+        return round(probability, 4)
+    return round(1.0 + probability + (0.1 if stroke_type == "hemorrhagic" else 0.0), 4)
+
+
+def study_process(*, study_id: int) -> str:
+    """Run the AI on a study end to end. Deterministic failures (unreadable files,
+    no model, a model error) set `failed` with a readable reason; database and broker
+    errors propagate so that the task is retried."""
+    token = uuid.uuid4().hex
+    if not study_claim(study_id=study_id, token=token):
+        return _why_not_claimed(study_id)
+    study = Study.objects.get(pk=study_id)
+    model = model_selectors.model_version_for_study(modality=study.modality)
+    if model is None:
+        _fail(
+            study_id,
+            token,
+            f"No active AI model for {study.modality} studies. An "
+            "administrator must activate one; then reprocess the study.",
+        )
+        return ProcessOutcome.FAILED
+    try:
+        analysis, volume = _analyse(study, model, token)
+    except (ml_adapter.StudyLoadError, ValueError, OSError) as exc:
+        _fail(study_id, token, f"The study could not be analysed: {exc}")
+        return ProcessOutcome.FAILED
+    except Exception as exc:  # a model bug must not loop: record it, do not retry
+        if _is_infrastructure_error(exc):
+            raise
+        logger.exception("Analysis of study %s failed", study_id)
+        _fail(
+            study_id,
+            token,
+            f"The AI model failed on this study ({type(exc).__name__}). "
+            "An administrator has the details in the worker log.",
+        )
+        return ProcessOutcome.FAILED
+    return _results_store(
+        study=study, model=model, token=token, analysis=analysis, volume=volume
+    )
+
+
+def _is_infrastructure_error(exc: Exception) -> bool:
+    from django.db import DatabaseError, InterfaceError
+    from kombu.exceptions import OperationalError as BrokerError
+
+    return isinstance(exc, DatabaseError | InterfaceError | BrokerError)
+
+
+def _why_not_claimed(study_id: int) -> str:
+    study = Study.objects.filter(pk=study_id).only("status", "heartbeat_at").first()
+    if study is not None and study.status == StudyStatus.PROCESSING:
+        return ProcessOutcome.BUSY
+    return ProcessOutcome.SKIPPED
+
+
+def _analyse(study: Study, model, token: str):
+    paths, names = _stored_paths(study)
+    load_result = ml_adapter.read_upload(paths, names=names)
+    total = len(load_result.slices)
+    _heartbeat(study.pk, token, 0, total)
+    analysis = ml_adapter.analyse(
+        load_result=load_result,
+        model_path=model.path,
+        model_sha256=model.sha256,
+        heatmap_count=settings.HEATMAP_SLICES,
+        progress=lambda done, n: _heartbeat(study.pk, token, done, n),
+    )
+    if len(analysis.slice_probabilities) != total:
+        raise ValueError(
+            f"the model scored {len(analysis.slice_probabilities)} slices of {total}"
+        )
+    return analysis, load_result.volume
+
+
+def _write_derived(study_id: int, token: str, volume: np.ndarray, analysis) -> dict:
+    """Volume for the viewer and heatmap PNGs, named by claim so that a worker that
+    lost its claim never overwrites the winner's files."""
+    folder = storage.study_dir(study_id)
+    (folder / "heatmaps").mkdir(parents=True, exist_ok=True)
+    partial = folder / f"volume-{token}.npy"
+    np.save(partial, volume.astype(np.float32))
+    names = {}
+    for index, heatmap in analysis.heatmaps.items():
+        name = f"{index:04d}-{token[:8]}.png"
+        storage.heatmap_path(study_id, name).write_bytes(
+            ml_adapter.heatmap_png(heatmap)
+        )
+        names[int(index)] = name
+    return {"volume": partial, "heatmaps": names}
+
+
+def _results_store(*, study, model, token, analysis, volume) -> str:
+    derived = _write_derived(study.pk, token, volume, analysis)
+    now = timezone.now()
+    with transaction.atomic():
+        won = Study.objects.filter(
+            pk=study.pk, status=StudyStatus.PROCESSING, claim_token=token
+        ).update(
+            status=StudyStatus.READY,
+            ready_at=now,
+            heartbeat_at=now,
+            progress_done=study.slice_count,
+            priority=study_priority(
+                label=analysis.label,
+                probability=analysis.probability,
+                stroke_type=analysis.stroke_type,
+            ),
+        )
+        if not won:
+            transaction.set_rollback(True)
+            return ProcessOutcome.SKIPPED
+        AIResult.objects.filter(study=study, is_current=True).update(is_current=False)
+        AIResult.objects.create(
+            study=study,
+            model_version=model,
+            label=analysis.label,
+            stroke_type=analysis.stroke_type if analysis.label == Label.STROKE else "",
+            probability=analysis.probability,
+            confidence=analysis.confidence,
+            threshold=analysis.threshold,
+            type_probabilities=analysis.type_probabilities,
+            suspicious_slices=analysis.suspicious_slices,
+            timings=analysis.timings,
+        )
+        _slices_update(study, analysis, derived["heatmaps"])
+    derived["volume"].replace(storage.volume_path(study.pk))
+    return ProcessOutcome.DONE
+
+
+def _slices_update(study: Study, analysis, heatmaps: dict[int, str]) -> None:
+    slices = list(study.slices.order_by("index"))
+    for item in slices:
+        item.probability = analysis.slice_probabilities[item.index]
+        item.heatmap_name = heatmaps.get(item.index, "")
+    Slice.objects.bulk_update(slices, ["probability", "heatmap_name"])
+
+
+@transaction.atomic
+def study_reprocess(
+    *, study: Study, by: User, request: HttpRequest | None = None
+) -> bool:
+    """Queue a ready or failed study again (e.g. after a new model is activated)."""
+    updated = Study.objects.filter(
+        pk=study.pk, status__in=[StudyStatus.READY, StudyStatus.FAILED]
+    ).update(
+        status=StudyStatus.QUEUED,
+        queued_at=timezone.now(),
+        ready_at=None,
+        failed_at=None,
+        error_message="",
+        progress_done=0,
+    )
+    if updated:
+        audit_record(action="study.reprocess", request=request, actor=by, obj=study)
+        transaction.on_commit(lambda: study_enqueue(study_id=study.pk))
+    return bool(updated)
+
+
+# --- Review -------------------------------------------------------------------------
+@transaction.atomic
+def review_submit(
+    *,
+    study: Study,
+    reviewer: User,
+    final_label: str,
+    stroke_type: str = "",
+    impression: str = "",
+    request: HttpRequest | None = None,
+) -> Review:
+    """Record a radiologist's reading; an earlier one stays as history. Whether it
+    agrees with the AI is derived from the current AI result, not trusted from input."""
+    if study.status != StudyStatus.READY:
+        raise ValidationError("The study has no AI result yet; review it once ready.")
+    if final_label not in Label.values:
+        raise ValidationError({"final_label": "Choose stroke or no stroke."})
+    if final_label == Label.NORMAL:
+        stroke_type = ""
+    result = study.current_result
+    agrees = (
+        result is not None
+        and result.label == final_label
+        and (
+            final_label == Label.NORMAL
+            or not stroke_type
+            or not result.stroke_type
+            or stroke_type == result.stroke_type
+        )
+    )
+    Review.objects.select_for_update().filter(study=study, is_current=True).update(
+        is_current=False
+    )
+    review = Review.objects.create(
+        study=study,
+        ai_result=result,
+        reviewer=reviewer,
+        agrees_with_ai=agrees,
+        final_label=final_label,
+        stroke_type=stroke_type,
+        impression=impression,
+    )
+    audit_record(
+        action="study.review",
+        request=request,
+        actor=reviewer,
+        obj=study,
+        detail={"final_label": final_label, "agrees_with_ai": agrees},
+    )
+    return review

@@ -1,0 +1,55 @@
+"""Where study files live: uploads under their sha256, derived files per study, all
+under FILES_ROOT, which the web server never serves directly."""
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+
+
+def uploads_root() -> Path:
+    return Path(settings.FILES_ROOT) / "uploads"
+
+
+def upload_path(sha256: str) -> Path:
+    return uploads_root() / sha256[:2] / sha256
+
+
+def study_dir(study_id: int) -> Path:
+    return Path(settings.FILES_ROOT) / "studies" / str(study_id)
+
+
+def volume_path(study_id: int) -> Path:
+    return study_dir(study_id) / "volume.npy"
+
+
+def heatmap_path(study_id: int, name: str) -> Path:
+    return study_dir(study_id) / "heatmaps" / name
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def store_upload(source: Path, sha256: str) -> tuple[Path, bool]:
+    """Move a validated file into content-addressed storage. Returns the stored path
+    and whether it is new (an identical file may be stored already)."""
+    target = upload_path(sha256)
+    if target.exists():
+        return target, False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)  # atomic: a reader never sees half a file
+    return target, True
+
+
+def remove_quietly(paths) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)

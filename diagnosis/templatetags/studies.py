@@ -1,0 +1,55 @@
+from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+
+register = template.Library()
+
+_STATUS = {
+    "queued": "secondary",
+    "processing": "info",
+    "ready": "success",
+    "failed": "danger",
+}
+
+
+@register.simple_tag
+def status_badge(status: str, label: str = "") -> str:
+    colour = _STATUS.get(status, "secondary")
+    return format_html(
+        '<span class="badge text-bg-{}">{}</span>', colour, label or status
+    )
+
+
+@register.simple_tag
+def ai_badge(label: str | None, stroke_type: str | None, confidence: float | None):
+    if not label:
+        return format_html('<span class="text-body-secondary">—</span>')
+    if label == "stroke":
+        kind = f" ({stroke_type})" if stroke_type else ""
+        text = f"Suspected stroke{kind}"
+        colour = "danger"
+    else:
+        text, colour = "No stroke suspected", "success"
+    pct = f" · {confidence * 100:.0f}%" if confidence is not None else ""
+    return format_html(
+        '<span class="badge text-bg-{}" data-ai-label="{}">{}{}</span>',
+        colour,
+        label,
+        text,
+        pct,
+    )
+
+
+@register.filter
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.0f}%"
+
+
+@register.filter
+def waiting(created_at) -> str:
+    minutes = int((timezone.now() - created_at).total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60:02d} min"
+    return f"{minutes // 1440} days"

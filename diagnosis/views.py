@@ -1,0 +1,285 @@
+"""Pages for studies: upload, worklist, study page with viewer and review. Every view
+that shows patient data writes an audit entry."""
+
+import numpy as np
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Max
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.audit import audit_record
+from accounts.models import Role
+from accounts.permissions import admin_required, any_role_required, role_required
+
+from . import ml_adapter, selectors, services, storage
+from .forms import ReviewForm, StudyFilterForm, UploadForm
+from .models import StudyStatus
+
+reviewer_required = role_required(Role.RADIOLOGIST, Role.ADMIN)
+
+
+# --- Upload ---------------------------------------------------------------------------
+def _upload_json(outcome=None, error=None, status=200) -> JsonResponse:
+    if error is not None:
+        return JsonResponse(
+            {"error": error.message, "rejected": error.rejected}, status=status
+        )
+    study = outcome.study
+    return JsonResponse(
+        {
+            "study": study.pk,
+            "created": outcome.created,
+            "url": reverse("diagnosis:study-detail", args=[study.pk]),
+            "rejected": outcome.rejected,
+            "warnings": outcome.warnings,
+        },
+        status=status,
+    )
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+@any_role_required
+def study_upload(request: HttpRequest) -> HttpResponse:
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method != "POST":
+        return render(request, "diagnosis/upload.html", {"form": form})
+    if not form.is_valid():
+        if _wants_json(request):
+            return JsonResponse(
+                {
+                    "error": "The form is not valid.",
+                    "fields": form.errors.get_json_data(),
+                },
+                status=400,
+            )
+        return render(request, "diagnosis/upload.html", {"form": form}, status=400)
+    try:
+        outcome = services.study_create(
+            user=request.user,
+            files=form.cleaned_data["files"],
+            clinical=form.clinical(),
+            request=request,
+        )
+    except services.UploadError as error:
+        if _wants_json(request):
+            return _upload_json(error=error, status=400)
+        return render(
+            request,
+            "diagnosis/upload.html",
+            {"form": form, "upload_error": error},
+            status=400,
+        )
+    if _wants_json(request):
+        return _upload_json(outcome, status=201 if outcome.created else 200)
+    _upload_messages(request, outcome)
+    return redirect("diagnosis:study-detail", pk=outcome.study.pk)
+
+
+def _upload_messages(request: HttpRequest, outcome) -> None:
+    if not outcome.created:
+        messages.info(request, "These files were uploaded before: here is that study.")
+        return
+    messages.success(
+        request,
+        f"Study uploaded with {outcome.study.slice_count} "
+        "slices; the AI analysis is queued.",
+    )
+    for item in outcome.rejected:
+        messages.warning(request, f"Set aside {item['name']}: {item['reason']}")
+
+
+# --- Worklist -------------------------------------------------------------------------
+@any_role_required
+def study_list(request: HttpRequest) -> HttpResponse:
+    form = StudyFilterForm(request.GET or None)
+    filters = form.filters()
+    page = None
+    if filters is not None:
+        studies = selectors.study_list_for_user(user=request.user, **filters)
+        page = Paginator(studies, 25).get_page(request.GET.get("page"))
+        audit_record(
+            action="study.list",
+            request=request,
+            detail={"page": page.number, "count": len(page.object_list)},
+        )
+    query = request.GET.copy()
+    query.pop("page", None)
+    query.pop("partial", None)
+    context = {
+        "form": form,
+        "page": page,
+        "query": query.urlencode(),
+        "counts": selectors.study_counts_for_user(user=request.user),
+        "is_worklist": request.user.role in (Role.RADIOLOGIST, Role.ADMIN),
+    }
+    if request.GET.get("partial"):
+        return render(request, "diagnosis/_study_rows.html", context)
+    return render(request, "diagnosis/study_list.html", context)
+
+
+@any_role_required
+@require_GET
+def study_list_pulse(request: HttpRequest) -> JsonResponse:
+    """A fingerprint of the user's studies (no patient data): the worklist reloads
+    its rows only when it changes."""
+    studies = selectors.study_list_for_user(user=request.user)
+    latest = studies.aggregate(latest=Max("updated_at"))["latest"]
+    counts = selectors.study_counts_for_user(user=request.user)
+    return JsonResponse(
+        {
+            "version": f"{latest.isoformat() if latest else ''}"
+            f"|{sorted(counts.items())}",
+            "counts": counts,
+        }
+    )
+
+
+# --- Study page, images, status -----------------------------------------------------
+@any_role_required
+def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    study = selectors.study_get_for_user(user=request.user, pk=pk)
+    audit_record(action="study.view", request=request, obj=study)
+    result = study.current_result
+    review = study.current_review
+    slices = list(study.slices.all())
+    initial = {}
+    if review is not None:
+        initial = {
+            "final_label": review.final_label,
+            "stroke_type": review.stroke_type,
+            "impression": review.impression,
+        }
+    elif result is not None:
+        initial = {"final_label": result.label, "stroke_type": result.stroke_type}
+    return render(
+        request,
+        "diagnosis/study_detail.html",
+        {
+            "study": study,
+            "result": result,
+            "review": review,
+            "slices": slices,
+            "heatmap_slices": [s.index for s in slices if s.heatmap_name],
+            "probabilities": [s.probability for s in slices],
+            "reviews": selectors.study_reviews(study=study),
+            "results": selectors.study_results(study=study),
+            "review_form": ReviewForm(initial=initial),
+            "can_review": request.user.role in (Role.RADIOLOGIST, Role.ADMIN),
+            "windows": ml_adapter.VIEWER_WINDOWS,
+        },
+    )
+
+
+@any_role_required
+@require_GET
+def study_status(request: HttpRequest, pk: int) -> JsonResponse:
+    study = selectors.study_get_for_user(user=request.user, pk=pk)
+    return JsonResponse(
+        {
+            "status": study.status,
+            "status_display": study.get_status_display(),
+            "done": study.progress_done,
+            "total": study.progress_total,
+            "error": study.error_message,
+        }
+    )
+
+
+def _window_from(request: HttpRequest) -> tuple[float, float] | None:
+    name = request.GET.get("window", "brain")
+    if name in ml_adapter.VIEWER_WINDOWS:
+        return ml_adapter.VIEWER_WINDOWS[name]
+    try:
+        center, width = float(request.GET["c"]), float(request.GET["w"])
+    except (KeyError, ValueError):
+        raise Http404("Unknown window.") from None
+    if not (-2000 <= center <= 4000 and 1 <= width <= 8000):
+        raise Http404("Window out of range.")
+    return center, width
+
+
+@any_role_required
+@require_GET
+def slice_image(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+    study = selectors.study_get_for_user(user=request.user, pk=pk)
+    path = storage.volume_path(study.pk)
+    if not path.exists() or not 0 <= index < study.slice_count:
+        raise Http404("No such slice.")
+    volume = np.load(path, mmap_mode="r")
+    png = ml_adapter.slice_png(
+        volume, index=index, units=study.units, window=_window_from(request)
+    )
+    audit_record(
+        action="study.image_view", request=request, obj=study, detail={"slice": index}
+    )
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=600"
+    return response
+
+
+@any_role_required
+@require_GET
+def heatmap_image(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+    study = selectors.study_get_for_user(user=request.user, pk=pk)
+    item = study.slices.filter(index=index).exclude(heatmap_name="").first()
+    if item is None:
+        raise Http404("No heatmap for this slice.")
+    path = storage.heatmap_path(study.pk, item.heatmap_name)
+    if not path.exists():
+        raise Http404("No heatmap for this slice.")
+    audit_record(
+        action="study.heatmap_view", request=request, obj=study, detail={"slice": index}
+    )
+    response = FileResponse(open(path, "rb"), content_type="image/png")  # noqa: SIM115
+    response["Cache-Control"] = "private, max-age=600"
+    return response
+
+
+# --- Review and reprocessing ----------------------------------------------------------
+@reviewer_required
+@require_POST
+def study_review(request: HttpRequest, pk: int) -> HttpResponse:
+    study = selectors.study_get_for_user(user=request.user, pk=pk)
+    data = request.POST.copy()
+    result = study.current_result
+    if "agree" in data and result is not None:
+        data["final_label"], data["stroke_type"] = result.label, result.stroke_type
+    form = ReviewForm(data)
+    if not form.is_valid():
+        messages.error(request, "The review was not saved: choose the final finding.")
+        return redirect("diagnosis:study-detail", pk=study.pk)
+    try:
+        services.review_submit(
+            study=study, reviewer=request.user, request=request, **form.cleaned_data
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, "Review saved.")
+    return redirect("diagnosis:study-detail", pk=study.pk)
+
+
+@admin_required
+@require_POST
+def study_reprocess(request: HttpRequest, pk: int) -> HttpResponse:
+    study = selectors.study_get_for_user(user=request.user, pk=pk)
+    if services.study_reprocess(study=study, by=request.user, request=request):
+        messages.success(request, "The study is queued for analysis again.")
+    else:
+        messages.error(request, "Only a ready or failed study can be reprocessed.")
+    return redirect("diagnosis:study-detail", pk=study.pk)
+
+
+STATUS_BADGES = {
+    StudyStatus.QUEUED: "secondary",
+    StudyStatus.PROCESSING: "info",
+    StudyStatus.READY: "success",
+    StudyStatus.FAILED: "danger",
+}
