@@ -106,6 +106,14 @@ def _rejected(load_rejected) -> list[dict]:
     return [{"name": r.name, "reason": r.reason} for r in load_rejected]
 
 
+def _person_name(value: str | None) -> str:
+    """DICOM's 'Family^Given^Middle' as 'Family, Given Middle'."""
+    parts = [p.strip() for p in (value or "").split("^") if p.strip()]
+    if len(parts) < 2:
+        return parts[0] if parts else ""
+    return f"{parts[0]}, {' '.join(parts[1:])}"
+
+
 def _clinical_from(metadata, clinical: dict) -> dict:
     """Clinical fields from the form, pre-filled from DICOM where the form is empty."""
     age = clinical.get("patient_age")
@@ -115,7 +123,7 @@ def _clinical_from(metadata, clinical: dict) -> dict:
     sex = clinical.get("patient_sex") or (metadata.patient_sex or "")[:1].upper()
     return {
         "patient_id": clinical.get("patient_id") or (metadata.patient_id or "")[:64],
-        "patient_name": (metadata.patient_name or "")[:200],
+        "patient_name": _person_name(metadata.patient_name)[:200],
         "patient_age": age,
         "patient_sex": sex if sex in ("F", "M", "O") else "",
         "symptom_onset": clinical.get("symptom_onset"),

@@ -33,6 +33,9 @@ USE_REDIS = _forced != "sqlite" and _answers("127.0.0.1", 6379)
 if USE_POSTGRES:
     DATABASES["default"] = env.db_url_config(PG_URL)
     DATABASES["default"]["TEST"] = {"NAME": "test_stroke_portal"}
+    # Worker threads in tests must not keep connections that block dropping the
+    # test database.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     DATABASES["default"] = {
         "ENGINE": "django.db.backends.sqlite3",

@@ -40,6 +40,37 @@ def ai_badge(label: str | None, stroke_type: str | None, confidence: float | Non
     )
 
 
+_METADATA_LABELS = (
+    ("manufacturer", "Scanner", "{}"),
+    ("series_description", "Series", "{}"),
+    ("slice_thickness_mm", "Slice thickness", "{:.2f} mm"),
+    ("slice_spacing_mm", "Slice spacing", "{:.2f} mm"),
+    ("pixel_spacing_mm", "Pixel spacing", "{0[0]:.3f} × {0[1]:.3f} mm"),
+    ("gantry_tilt_deg", "Gantry tilt", "{:.1f}°"),
+    ("window_center", "Window centre", "{:g}"),
+    ("window_width", "Window width", "{:g}"),
+    ("study_time", "Study time", "{}"),
+)
+
+
+@register.filter
+def metadata_rows(study) -> list[tuple[str, str]]:
+    """The scanner's metadata as (label, value) rows a radiologist reads."""
+    rows = []
+    meta = study.dicom_metadata or {}
+    for key, label, fmt in _METADATA_LABELS:
+        value = meta.get(key)
+        if value in (None, "", []):
+            continue
+        try:
+            rows.append((label, fmt.format(value)))
+        except (TypeError, ValueError, IndexError):
+            rows.append((label, str(value)))
+    if meta.get("uneven_spacing"):
+        rows.append(("Spacing", "uneven between slices"))
+    return rows
+
+
 @register.filter
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.0f}%"

@@ -1,0 +1,168 @@
+"""End to end in Debian's Chromium: a clinician uploads a synthetic DICOM series and
+waits for the result; a radiologist finds it at the top of the worklist, scrolls the
+slices, toggles the heatmap and agrees with the AI. A real Celery worker (in a thread,
+on the test broker) processes the study; the model is stubbed at the ml adapter.
+
+Screenshots land in test-artifacts/ for a person to look at.
+"""
+
+import os
+import re
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
+from django.core.management import call_command
+from django.db import connections
+
+from diagnosis.models import Study, StudyStatus
+from stroke_portal.celery import app
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's chromium is not installed (apt install chromium)",
+    ),
+]
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def worker(transactional_db):
+    # The worker thread's database connection must close after each task, or the
+    # test database cannot be dropped at the end of the run.
+    def close_connections(**kwargs):
+        connections.close_all()
+
+    task_postrun.connect(close_connections, weak=False)
+    with start_worker(
+        app,
+        pool="solo",
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=10,
+        queues=["default", "inference"],
+    ):
+        yield
+    task_postrun.disconnect(close_connections)
+
+
+@pytest.fixture
+def demo_passwords(transactional_db, settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    out = StringIO()
+    call_command("demo_users", stdout=out)
+    return dict(re.findall(r"(demo-\w+)\s+(\w{16})", out.getvalue()))
+
+
+def sign_in(browser, base, username, password):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.js_errors = errors
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/")
+    return page
+
+
+def test_upload_process_worklist_view_and_review(
+    browser,
+    live_server,
+    worker,
+    demo_passwords,
+    active_model,
+    stub_analysis,
+    series_dir,
+):
+    ARTIFACTS.mkdir(exist_ok=True)
+    base = live_server.url
+
+    clinician = sign_in(
+        browser, base, "demo-clinician", demo_passwords["demo-clinician"]
+    )
+    clinician.get_by_role("link", name="Upload").first.click()
+    clinician.set_input_files("#id_files", sorted(str(p) for p in series_dir.iterdir()))
+    clinician.get_by_label("Patient ID / MRN").fill("E2E-001")
+    clinician.get_by_role("button", name="Upload and analyse").click()
+    clinician.wait_for_url(re.compile(r"/studies/\d+/$"))
+    clinician.get_by_test_id("ai-panel").get_by_text("Suspected stroke").wait_for(
+        timeout=30000
+    )
+    study = Study.objects.get(patient_id="E2E-001")
+    assert study.status == StudyStatus.READY
+    clinician.screenshot(path=ARTIFACTS / "study-clinician-ready.png", full_page=True)
+
+    radiologist = sign_in(
+        browser, base, "demo-radiologist", demo_passwords["demo-radiologist"]
+    )
+    radiologist.get_by_role("link", name="Worklist").first.click()
+    first_row = radiologist.get_by_test_id("study-table").locator("tbody tr").first
+    assert "E2E-001" in first_row.inner_text()
+    assert "Suspected stroke (hemorrhagic)" in first_row.inner_text()
+    radiologist.screenshot(path=ARTIFACTS / "worklist-radiologist.png", full_page=True)
+    first_row.get_by_role("link").click()
+
+    viewer = radiologist.locator("#viewer")
+    radiologist.wait_for_function("document.getElementById('viewer').dataset.current")
+    assert radiologist.js_errors == []
+    assert viewer.get_attribute("data-current") == "5"  # opens on the most suspicious
+    assert radiologist.locator("#heatmap-img").is_visible()
+    radiologist.locator(".viewer-stage").focus()
+    radiologist.keyboard.press("ArrowDown")
+    assert viewer.get_attribute("data-current") == "6"
+    radiologist.locator(".viewer-stage").hover()
+    radiologist.mouse.wheel(0, -120)
+    radiologist.mouse.wheel(0, -120)
+    radiologist.wait_for_function(
+        "document.getElementById('viewer').dataset.current === '4'"
+    )
+    radiologist.locator(".prob-bar").nth(5).click()
+    assert radiologist.locator("#heatmap-img").is_visible()
+    radiologist.get_by_label("Heatmap").uncheck()
+    assert not radiologist.locator("#heatmap-img").is_visible()
+    radiologist.get_by_label("Heatmap").check()
+    radiologist.get_by_role("button", name="Bone").click()
+    assert "window=bone" in radiologist.locator("#slice-img").get_attribute("src")
+    radiologist.get_by_role("button", name="Brain").click()
+    radiologist.screenshot(path=ARTIFACTS / "viewer-radiologist.png", full_page=True)
+
+    radiologist.get_by_role("button", name="Agree with the AI").click()
+    radiologist.get_by_test_id("current-review").wait_for()
+    assert (
+        "agrees with the AI"
+        in radiologist.get_by_test_id("current-review").inner_text()
+    )
+    review = study.current_review
+    assert (
+        review.final_label == "stroke"
+        and review.reviewer.username == "demo-radiologist"
+    )
+    radiologist.screenshot(path=ARTIFACTS / "study-reviewed.png", full_page=True)
