@@ -45,7 +45,7 @@ _METADATA_LABELS = (
     ("series_description", "Series", "{}"),
     ("slice_thickness_mm", "Slice thickness", "{:.2f} mm"),
     ("slice_spacing_mm", "Slice spacing", "{:.2f} mm"),
-    ("pixel_spacing_mm", "Pixel spacing", "{0[0]:.3f} × {0[1]:.3f} mm"),
+    ("pixel_spacing_mm", "Pixel spacing", "{0[0]:.3f} \u00d7 {0[1]:.3f} mm"),
     ("gantry_tilt_deg", "Gantry tilt", "{:.1f}°"),
     ("window_center", "Window centre", "{:g}"),
     ("window_width", "Window width", "{:g}"),
