@@ -8,20 +8,21 @@ and ``slices``. ``cnn_svm`` / ``cnn_rf`` build the CNN whose ``embedding`` featu
 SVM / random forest classifies after training (see :mod:`ml.models.classical`).
 
 Nothing is downloaded (``weights=None`` always); ``weights_path`` loads a file the
-user supplies. This module imports Keras at import time: import it in workers and
-training processes, never in a web process.
+user supplies. Importing this package is cheap (Keras loads on the first build or
+load); load saved models with :func:`model_load`, which registers the zoo's custom
+layers first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from ml.modelfile import TASK_CLASSES
-from ml.models import zoo
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ def build_model(
 def _build(
     spec: ArchitectureSpec, shape: tuple, *, classes: int, options: dict[str, Any]
 ) -> tuple[keras.Model, dict[str, keras.Model]]:
+    from ml.models import zoo
+
     name = spec.name
     if spec.classical:
         name = options.pop("backbone", "custom_cnn")
@@ -184,6 +187,22 @@ def embedding_layer(architecture: str) -> str:
     return "study_embedding" if spec.study_level else "embedding"
 
 
+def model_load(path: str | Path) -> keras.Model:
+    """Load a ``model.keras`` saved from a zoo model (safe mode, not compiled).
+
+    Registers the zoo's custom layers (``FoldSlices``/``UnfoldSlices`` of
+    ``cnn_lstm``) before loading; a file that Keras cannot read is a ValueError.
+    """
+    import keras
+
+    from ml.models import zoo  # noqa: F401  (registers the custom layers)
+
+    try:
+        return keras.saving.load_model(Path(path), compile=False, safe_mode=True)
+    except (OSError, TypeError, KeyError) as exc:
+        raise ValueError(f"cannot load Keras model {Path(path).name}: {exc}") from exc
+
+
 def output_names(architecture: str) -> list[str]:
     """Output layer names: ``["probs"]`` or, for study models, study + slices."""
     return (
@@ -200,5 +219,6 @@ __all__ = [
     "build_model",
     "embedding_layer",
     "gradcam_layers",
+    "model_load",
     "output_names",
 ]

@@ -183,3 +183,26 @@ def test_classical_head_round_trips_through_joblib(tmp_path, kind):
     probs = classical_head_predict(loaded, embeddings=embeddings)
     assert probs.shape == (40, 2)
     assert (probs.argmax(axis=1) == labels).mean() > 0.9
+
+
+def test_model_load_round_trips_a_study_model_with_its_custom_layers(tmp_path):
+    from ml.models import model_load
+
+    model = build_model("cnn_lstm", input_shape=(None, 32, 32, 1))
+    model.save(tmp_path / "model.keras")
+    x = np.random.default_rng(0).random((1, 5, 32, 32, 1), dtype=np.float32)
+    again = model_load(tmp_path / "model.keras")
+    np.testing.assert_allclose(
+        again.predict(x, verbose=0)["slices"], model.predict(x, verbose=0)["slices"]
+    )
+
+
+def test_importing_ml_models_does_not_load_keras():
+    import subprocess
+    import sys
+
+    code = "import sys, ml.models; print('keras' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"
