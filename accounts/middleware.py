@@ -7,6 +7,9 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 LAST_ACTIVITY_KEY = "last_activity"
+# Writing the session on every request costs a database write per page, image and
+# poll; a minute's resolution is plenty for a 30-minute idle timeout.
+ACTIVITY_RESOLUTION_SECONDS = 60
 
 
 class IdleTimeoutMiddleware:
@@ -29,7 +32,8 @@ class IdleTimeoutMiddleware:
                     "minutes without activity. Please sign in again.",
                 )
                 return redirect(f"{reverse(settings.LOGIN_URL)}?next={request.path}")
-            request.session[LAST_ACTIVITY_KEY] = now
+            if last is None or now - last >= ACTIVITY_RESOLUTION_SECONDS:
+                request.session[LAST_ACTIVITY_KEY] = now
         return self.get_response(request)
 
 

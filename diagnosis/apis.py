@@ -1,6 +1,7 @@
 """REST API for studies: the same validation, scoping and audit as the pages."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
@@ -69,6 +70,28 @@ class StudyOutputSerializer(serializers.Serializer):
         )
 
 
+class StudyListOutputSerializer(serializers.Serializer):
+    """One worklist row: read from the study row alone, so a page is one query."""
+
+    id = serializers.IntegerField(source="pk")
+    status = serializers.CharField()
+    patient_id = serializers.CharField()
+    patient_age = serializers.IntegerField(allow_null=True)
+    patient_sex = serializers.CharField()
+    modality = serializers.CharField()
+    slice_count = serializers.IntegerField()
+    ai_label = serializers.CharField()
+    ai_stroke_type = serializers.CharField()
+    ai_confidence = serializers.FloatField(allow_null=True)
+    reviewed = serializers.BooleanField()
+    priority = serializers.FloatField()
+    created_at = serializers.DateTimeField()
+    url = serializers.SerializerMethodField()
+
+    def get_url(self, study) -> str:
+        return reverse("api:study-detail", args=[study.pk])
+
+
 class StudyListCreateApi(APIView):
     """GET: the studies you may see, in worklist order, filtered and paginated.
     POST (multipart): upload one study (`files`, plus optional clinical fields)."""
@@ -87,7 +110,7 @@ class StudyListCreateApi(APIView):
         symptom_onset = serializers.DateTimeField(required=False)
         clinical_notes = serializers.CharField(max_length=4000, required=False)
 
-    @extend_schema(responses=StudyOutputSerializer(many=True))
+    @extend_schema(responses=StudyListOutputSerializer(many=True))
     def get(self, request):
         form = StudyFilterForm(request.query_params or None)
         filters = form.filters()
@@ -102,7 +125,7 @@ class StudyListCreateApi(APIView):
             detail={"api": True, "count": len(page)},
         )
         return paginator.get_paginated_response(
-            StudyOutputSerializer(page, many=True).data
+            StudyListOutputSerializer(page, many=True).data
         )
 
     @extend_schema(request=InputSerializer, responses={201: StudyOutputSerializer})

@@ -110,6 +110,14 @@ class StudyFilterForm(forms.Form):
     )
     patient_id = forms.CharField(label="Patient ID", required=False, max_length=64)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Plain Bootstrap classes: this form is drawn on every worklist refresh, and
+        # crispy's per-field templates cost more than the query behind the page.
+        for field in self.fields.values():
+            is_select = isinstance(field.widget, forms.Select)
+            field.widget.attrs["class"] = "form-select" if is_select else "form-control"
+
     def filters(self) -> dict | None:
         """Non-empty filters; None when the form is invalid (show its errors rather
         than an unfiltered list)."""

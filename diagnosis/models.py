@@ -29,6 +29,24 @@ class Sex(models.TextChoices):
     OTHER = "O", "Other"
 
 
+class WorklistBucket(models.IntegerChoices):
+    """The worklist's first sort key, kept on the row so that ordering 10,000 studies
+    is an index scan."""
+
+    TO_REVIEW = 0, "Ready, not reviewed"
+    IN_PROGRESS = 1, "Queued or processing"
+    FAILED = 2, "Failed"
+    DONE = 3, "Reviewed"
+
+
+def worklist_bucket(*, status: str, reviewed: bool) -> int:
+    if status == StudyStatus.READY:
+        return WorklistBucket.DONE if reviewed else WorklistBucket.TO_REVIEW
+    if status == StudyStatus.FAILED:
+        return WorklistBucket.FAILED
+    return WorklistBucket.IN_PROGRESS
+
+
 class Study(BaseModel):
     """One imaging study uploaded by a clinician, and where it is in the pipeline."""
 
@@ -74,8 +92,19 @@ class Study(BaseModel):
     study_description = models.CharField(max_length=200, blank=True)
     study_instance_uid = models.CharField(max_length=64, blank=True)
 
-    # Worklist order: higher first. Set when the AI result is stored.
-    priority = models.FloatField(default=0.0, db_index=True)
+    # Worklist order: bucket, then priority (higher first), then waiting time. The
+    # current AI finding and review state are copied here when they change, so the
+    # worklist reads one table.
+    priority = models.FloatField(default=0.0)
+    bucket = models.PositiveSmallIntegerField(
+        choices=WorklistBucket.choices, default=WorklistBucket.IN_PROGRESS
+    )
+    ai_label = models.CharField(max_length=8, choices=Label.choices, blank=True)
+    ai_stroke_type = models.CharField(
+        max_length=12, choices=StrokeType.choices, blank=True
+    )
+    ai_confidence = models.FloatField(null=True, blank=True)
+    reviewed = models.BooleanField(default=False)
     # Claim of the worker processing the study; a stale heartbeat lets a redelivered
     # message take over from a worker that died.
     claim_token = models.CharField(max_length=32, blank=True)
@@ -84,7 +113,16 @@ class Study(BaseModel):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "studies"
-        indexes = [models.Index(fields=["status", "-priority", "created_at"])]
+        indexes = [
+            models.Index(
+                fields=["bucket", "-priority", "created_at"], name="worklist_order"
+            ),
+            models.Index(
+                fields=["uploaded_by", "bucket", "-priority", "created_at"],
+                name="worklist_order_by_uploader",
+            ),
+            models.Index(fields=["status"], name="study_status"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["uploaded_by", "content_hash"], name="same_upload_once_per_user"

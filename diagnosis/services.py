@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -26,7 +26,17 @@ from accounts.models import User
 from feedback import selectors as model_selectors
 
 from . import ml_adapter, storage
-from .models import AIResult, Label, Review, Slice, Study, StudyFile, StudyStatus
+from .models import (
+    AIResult,
+    Label,
+    Review,
+    Slice,
+    Study,
+    StudyFile,
+    StudyStatus,
+    WorklistBucket,
+    worklist_bucket,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -322,6 +332,7 @@ def study_claim(*, study_id: int, token: str) -> bool:
     return bool(
         Study.objects.filter(claimable, pk=study_id).update(
             status=StudyStatus.PROCESSING,
+            bucket=WorklistBucket.IN_PROGRESS,
             claim_token=token,
             heartbeat_at=now,
             processing_started_at=now,
@@ -343,6 +354,7 @@ def _fail(study_id: int, token: str, message: str) -> None:
         pk=study_id, status=StudyStatus.PROCESSING, claim_token=token
     ).update(
         status=StudyStatus.FAILED,
+        bucket=WorklistBucket.FAILED,
         failed_at=timezone.now(),
         error_message=message[:2000],
     )
@@ -461,6 +473,15 @@ def _results_store(*, study, model, token, analysis, volume) -> str:
             pk=study.pk, status=StudyStatus.PROCESSING, claim_token=token
         ).update(
             status=StudyStatus.READY,
+            bucket=Case(
+                When(reviewed=True, then=Value(WorklistBucket.DONE)),
+                default=Value(WorklistBucket.TO_REVIEW),
+            ),
+            ai_label=analysis.label,
+            ai_stroke_type=analysis.stroke_type
+            if analysis.label == Label.STROKE
+            else "",
+            ai_confidence=analysis.confidence,
             ready_at=now,
             heartbeat_at=now,
             progress_done=study.slice_count,
@@ -508,6 +529,7 @@ def study_reprocess(
         pk=study.pk, status__in=[StudyStatus.READY, StudyStatus.FAILED]
     ).update(
         status=StudyStatus.QUEUED,
+        bucket=WorklistBucket.IN_PROGRESS,
         queued_at=timezone.now(),
         ready_at=None,
         failed_at=None,
@@ -552,6 +574,11 @@ def review_submit(
     )
     Review.objects.select_for_update().filter(study=study, is_current=True).update(
         is_current=False
+    )
+    Study.objects.filter(pk=study.pk).update(
+        reviewed=True,
+        bucket=worklist_bucket(status=study.status, reviewed=True),
+        updated_at=timezone.now(),
     )
     review = Review.objects.create(
         study=study,

@@ -172,7 +172,9 @@ SESSION_IDLE_MINUTES = env.int("SESSION_IDLE_MINUTES", default=30)
 # The idle timeout is enforced by accounts.middleware.IdleTimeoutMiddleware, which can
 # tell the user why they were signed out; the cookie itself lives a little longer.
 SESSION_COOKIE_AGE = SESSION_IDLE_MINUTES * 60 * 2
-SESSION_SAVE_EVERY_REQUEST = True
+# The session (and its expiry) is saved when IdleTimeoutMiddleware records activity,
+# at most once a minute.
+SESSION_SAVE_EVERY_REQUEST = False
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
