@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -98,7 +97,8 @@ for i in range(have, n):
         bucket=worklist_bucket(status=status, reviewed=reviewed), reviewed=reviewed,
         ai_label=label if ready else "", ai_confidence=max(p, 1 - p) if ready else None,
         content_hash=f"{i:064d}", source_kind="dicom", units="HU", modality="CT",
-        slice_count=30, patient_id=f"MRN{i:07d}", priority=(1 + p) if label == "stroke" else p,
+        slice_count=30, patient_id=f"MRN{i:07d}",
+        priority=(1 + p) if label == "stroke" else p,
         queued_at=now - timedelta(minutes=rng.randint(1, 60 * 24 * 30))))
     if len(batch) == 1000 or i == n - 1:
         studies = Study.objects.bulk_create(batch)
@@ -230,7 +230,7 @@ def main() -> int:
             "worklist page 40": f"{base}/studies/?page=40",
             "worklist, AI stroke only": f"{base}/studies/?ai_label=stroke",
             "API study list": f"{base}/api/v1/studies/",
-            "API study detail": f"{base}/api/v1/studies/{first + random.randint(0, 99)}/",
+            "API study detail": f"{base}/api/v1/studies/{first + 7}/",
         }
         try:
             rows = {
