@@ -228,3 +228,6 @@ def _print_skipped(skipped: Sequence[tuple[str, str]]) -> None:
     for reason, count in sorted(reasons.items()):
         example = next(path for path, r in skipped if r == reason)
         print(f"skipped {count} file(s): {reason} (e.g. {example})", file=sys.stderr)
+
+
+from ml import cli_train  # noqa: E402, F401  (registers train, evaluate, leakage)
