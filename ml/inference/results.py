@@ -1,0 +1,117 @@
+"""What a prediction says, and the arithmetic that turns model outputs into it:
+temperature calibration and the study-level aggregation of slice probabilities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Slice models: the study probability is the mean of the k highest slice
+#: probabilities. A stroke shows on a few slices of ~30, so the mean of all slices
+#: would drown it, and the single maximum is at the mercy of one noisy slice.
+STUDY_TOP_K = 3
+#: How many slices a prediction names as the most suspicious.
+SUSPICIOUS_SLICES = 3
+_EPS = 1e-7
+
+
+@dataclass
+class StudyPrediction:
+    """The model's finding on one study.
+
+    ``slice_probabilities``: (D,) float32, calibrated probability of stroke on each
+    slice, in the order of ``LoadResult.volume``. ``study_probability``: calibrated
+    probability that the study shows a stroke (see ``aggregation``); ``label`` is
+    "stroke" when it reaches ``threshold``, and ``confidence`` the calibrated
+    probability of that label. ``top_slices``: indices of the most suspicious slices,
+    most suspicious first. For ``task == "type"`` models ``type_probabilities`` maps
+    normal/ischemic/hemorrhagic to study-level probabilities and ``stroke_type`` is
+    the likelier stroke class when the label is "stroke". ``timings`` in seconds:
+    ``preprocess_s`` and ``predict_s``. ``backend``: "onnxruntime" or "tensorflow".
+    """
+
+    slice_probabilities: np.ndarray
+    study_probability: float
+    label: str
+    confidence: float
+    threshold: float
+    top_slices: list[int]
+    aggregation: str
+    model_name: str
+    model_version: str
+    backend: str
+    stroke_type: str | None = None
+    type_probabilities: dict[str, float] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields (arrays as lists of floats)."""
+        return {
+            "slice_probabilities": [float(p) for p in self.slice_probabilities],
+            "study_probability": float(self.study_probability),
+            "label": self.label,
+            "confidence": float(self.confidence),
+            "threshold": float(self.threshold),
+            "top_slices": [int(i) for i in self.top_slices],
+            "aggregation": self.aggregation,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "backend": self.backend,
+            "stroke_type": self.stroke_type,
+            "type_probabilities": self.type_probabilities,
+            "timings": dict(self.timings),
+        }
+
+
+def temperature_softmax(probabilities: np.ndarray, *, temperature: float) -> np.ndarray:
+    """Rescale softmax outputs by a temperature: softmax(log(p) / T).
+
+    ``probabilities``: (..., K) rows summing to 1. ``log(p)`` equals the logits up to
+    a per-row constant, which softmax ignores, so this is exact temperature scaling.
+    Returns float32 of the same shape.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    logits = np.log(np.clip(np.asarray(probabilities, np.float64), _EPS, 1.0))
+    scaled = logits / float(temperature)
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    exp = np.exp(scaled)
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def temperature_sigmoid(probabilities: np.ndarray, *, temperature: float) -> np.ndarray:
+    """Rescale sigmoid outputs by a temperature: sigmoid(logit(p) / T); float32."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    p = np.clip(np.asarray(probabilities, np.float64), _EPS, 1.0 - _EPS)
+    logits = np.log(p) - np.log1p(-p)
+    return (1.0 / (1.0 + np.exp(-logits / float(temperature)))).astype(np.float32)
+
+
+def top_k_indices(probabilities: np.ndarray, *, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values of a (D,) array, largest first (ties keep
+    the lower index first)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    values = np.asarray(probabilities)
+    order = np.argsort(-values, kind="stable")
+    return order[: min(k, len(values))]
+
+
+def aggregate_top_k(probabilities: np.ndarray, *, k: int = STUDY_TOP_K) -> float:
+    """Study probability from (D,) slice probabilities: the mean of the ``k`` largest
+    (all of them when D < k). Training and evaluation should use the same rule as
+    inference when they choose a study-level threshold."""
+    values = np.asarray(probabilities, np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"need a non-empty (D,) array, got shape {values.shape}")
+    return float(values[top_k_indices(values, k=k)].mean())
+
+
+def label_and_confidence(probability: float, *, threshold: float) -> tuple[str, float]:
+    """("stroke", p) when ``probability >= threshold``, else ("normal", 1 - p)."""
+    if probability >= threshold:
+        return "stroke", float(probability)
+    return "normal", float(1.0 - probability)
