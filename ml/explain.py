@@ -9,9 +9,10 @@ the way a softmax probability does on a confident model.
 - Slice models: one map per image at the layer(s) of ``ml.models.gradcam_layers``;
   for the ResNet50 + MobileNetV2 fusion model the two backbones' maps are each
   normalised and then averaged.
-- ``cnn_lstm``: the conv layer sits inside the slice encoder (TimeDistributed); slice
-  d's map differentiates that slice's ``slices`` output (its log-odds) through the
-  encoder's activations of slice d.
+- ``cnn_lstm``: the conv layer belongs to the slice encoder, whose activations are
+  (D, h, w, F) with the slices folded into the batch (or (1, D, h, w, F) under a
+  TimeDistributed); slice d's map differentiates that slice's ``slices`` output
+  (its log-odds) through the encoder's activations of slice d.
 
 Maps are (H, W) float32 in [0, 1] at the model input size. A :class:`GradCam` builds
 a second Keras model over the same layers and never modifies the model it explains:
@@ -97,7 +98,7 @@ class GradCam:
             score = tf.math.log(p) - tf.math.log(1.0 - p)
         grads = tape.gradient(score, features)
         return [
-            _cam(f[0, index][None], g[0, index][None], axes=(1, 2))[0]
+            _cam(_slice_of(f, index), _slice_of(g, index), axes=(1, 2))[0]
             for f, g in zip(features, grads, strict=True)
         ]
 
@@ -190,6 +191,14 @@ def _target_output(model: Any, *, study_level: bool) -> Any:
             raise ValueError("a slice model for Grad-CAM must have a single output")
         return outputs[0]
     return _layer_output(model, name)
+
+
+def _slice_of(tensor: Any, index: Any) -> Any:
+    """Slice ``index`` of study 0 as (1, h, w, F): from (1, D, h, w, F) activations
+    (TimeDistributed) or from (D, h, w, F) ones (slices folded into the batch)."""
+    if len(tensor.shape) == 5:
+        return tensor[0, index][None]
+    return tensor[index][None]
 
 
 def _log_odds(probs: Any, classes: Any) -> Any:

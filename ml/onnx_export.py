@@ -147,12 +147,13 @@ def onnx_outputs(
 
 
 def load_keras_model(path: str | Path) -> Any:
-    """Load a ``.keras`` file for inference (no optimizer, ``safe_mode`` on, so a
-    file that would run arbitrary code is refused)."""
-    import keras
+    """Load a ``.keras`` file for inference through ``ml.models.model_load`` (no
+    optimizer, custom zoo layers registered, ``safe_mode`` on so that a file that
+    would run arbitrary code is refused); ModelFileError when it cannot be read."""
+    from ml.models import model_load
 
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        return model_load(path)
     except Exception as exc:  # Keras raises many types for a bad file
         raise ModelFileError(f"{Path(path).name} cannot be loaded: {exc}") from exc
 

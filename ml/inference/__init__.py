@@ -18,10 +18,12 @@ from ml.inference.predictor import (
     Progress,
 )
 from ml.inference.results import (
-    STUDY_TOP_K,
+    AGGREGATIONS,
+    DEFAULT_AGGREGATION,
+    DEFAULT_TOP_K,
     SUSPICIOUS_SLICES,
     StudyPrediction,
-    aggregate_top_k,
+    aggregate_slices,
     label_and_confidence,
     temperature_sigmoid,
     temperature_softmax,
@@ -30,16 +32,18 @@ from ml.inference.results import (
 from ml.modelfile import ModelFileError
 
 __all__ = [
+    "AGGREGATIONS",
     "BACKENDS",
+    "DEFAULT_AGGREGATION",
     "DEFAULT_BATCH_SIZE",
-    "STUDY_TOP_K",
+    "DEFAULT_TOP_K",
     "SUSPICIOUS_SLICES",
     "ModelFileError",
     "OnnxStatus",
     "Predictor",
     "Progress",
     "StudyPrediction",
-    "aggregate_top_k",
+    "aggregate_slices",
     "label_and_confidence",
     "temperature_sigmoid",
     "temperature_softmax",

@@ -18,11 +18,13 @@ from typing import Any
 
 def fold_time_distributed(model: Any) -> Any:
     """A functional model equal to ``model`` whose TimeDistributed layers run as one
-    batch. Layers (and their weights) are shared, not copied. A fold layer keeps the
-    name of the TimeDistributed layer it replaces, so ``get_layer(name).output`` is
-    still (B, D, ...)."""
+    batch (``model`` itself when it has none). Layers (and weights) are shared. A
+    fold layer keeps the name of the TimeDistributed layer it replaces, so
+    ``get_layer(name).output`` is still (B, D, ...)."""
     import keras
 
+    if not any(isinstance(x, keras.layers.TimeDistributed) for x in model.layers):
+        return model  # nothing to fold (the zoo's cnn_lstm folds slices itself)
     fold_class = _fold_layer_class()
 
     def call(layer: Any, *args: Any, **kwargs: Any) -> Any:

@@ -13,10 +13,12 @@ import numpy as np
 
 from ml.inference import geometry
 from ml.inference.results import (
-    STUDY_TOP_K,
+    DEFAULT_AGGREGATION,
+    DEFAULT_TOP_K,
     SUSPICIOUS_SLICES,
     StudyPrediction,
-    aggregate_top_k,
+    aggregate_slices,
+    describe_aggregation,
     label_and_confidence,
     temperature_softmax,
     top_k_indices,
@@ -200,14 +202,18 @@ class Predictor:
             self._run_batches(x, progress), temperature=self.card.temperature
         )
         slice_p = (1.0 - probs[:, 0]).astype(np.float32)  # any stroke class
-        k = int(self.card.extra.get("study_top_k", STUDY_TOP_K))
-        top = top_k_indices(slice_p, k=k)
-        type_p = probs[top].mean(axis=0)
+        method = str(self.card.extra.get("aggregation", DEFAULT_AGGREGATION))
+        k = int(self.card.extra.get("top_k", DEFAULT_TOP_K))
+        study_p = aggregate_slices(slice_p, method=method, k=k)
+        # Type probabilities over the slices that decide a top-k study (all slices
+        # for mean, the most suspicious for max).
+        chosen = {"mean": len(slice_p), "max": 1}.get(method, k)
+        type_p = probs[top_k_indices(slice_p, k=chosen)].mean(axis=0)
         return self._finish(
             slice_p,
-            study_p=aggregate_top_k(slice_p, k=k),
+            study_p=study_p,
             type_p=type_p,
-            aggregation=f"mean of the {k} highest slice probabilities",
+            aggregation=describe_aggregation(method=method, k=k),
         )
 
     def _predict_study(
@@ -256,6 +262,7 @@ class Predictor:
             backend=self.backend,
             stroke_type=stroke_type,
             type_probabilities=type_probs,
+            slice_threshold=_optional_float(card.extra.get("slice_threshold")),
         )
 
     # --- explaining -----------------------------------------------------------------
@@ -334,6 +341,10 @@ class Predictor:
         volume = load_result.volume
         if volume.ndim != 3 or len(volume) == 0:
             raise ValueError(f"the study has no slices (volume shape {volume.shape})")
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 # --- checks on load -------------------------------------------------------------------

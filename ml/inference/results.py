@@ -8,10 +8,13 @@ from typing import Any
 
 import numpy as np
 
-#: Slice models: the study probability is the mean of the k highest slice
-#: probabilities. A stroke shows on a few slices of ~30, so the mean of all slices
-#: would drown it, and the single maximum is at the mercy of one noisy slice.
-STUDY_TOP_K = 3
+#: Slice models: how slice probabilities become the study probability, unless the
+#: model card says otherwise (``extra["aggregation"]``, ``extra["top_k"]``). The same
+#: rule as ``ml.evaluation.aggregate_by_group``, which chose the model's threshold:
+#: the mean of the k most suspicious slices. A stroke shows on a few of ~30 slices,
+#: so the mean of all would drown it, and the maximum follows one noisy slice.
+AGGREGATIONS = ("mean", "max", "topk")
+DEFAULT_AGGREGATION, DEFAULT_TOP_K = "topk", 5
 #: How many slices a prediction names as the most suspicious.
 SUSPICIOUS_SLICES = 3
 _EPS = 1e-7
@@ -30,6 +33,8 @@ class StudyPrediction:
     normal/ischemic/hemorrhagic to study-level probabilities and ``stroke_type`` is
     the likelier stroke class when the label is "stroke". ``timings`` in seconds:
     ``preprocess_s`` and ``predict_s``. ``backend``: "onnxruntime" or "tensorflow".
+    ``slice_threshold``: the card's threshold for flagging single slices, if any.
+    Study models calibrate the study output only; their slice outputs are raw.
     """
 
     slice_probabilities: np.ndarray
@@ -44,6 +49,7 @@ class StudyPrediction:
     backend: str
     stroke_type: str | None = None
     type_probabilities: dict[str, float] | None = None
+    slice_threshold: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,6 +67,7 @@ class StudyPrediction:
             "backend": self.backend,
             "stroke_type": self.stroke_type,
             "type_probabilities": self.type_probabilities,
+            "slice_threshold": self.slice_threshold,
             "timings": dict(self.timings),
         }
 
@@ -100,14 +107,31 @@ def top_k_indices(probabilities: np.ndarray, *, k: int) -> np.ndarray:
     return order[: min(k, len(values))]
 
 
-def aggregate_top_k(probabilities: np.ndarray, *, k: int = STUDY_TOP_K) -> float:
-    """Study probability from (D,) slice probabilities: the mean of the ``k`` largest
-    (all of them when D < k). Training and evaluation should use the same rule as
-    inference when they choose a study-level threshold."""
+def aggregate_slices(
+    probabilities: np.ndarray,
+    *,
+    method: str = DEFAULT_AGGREGATION,
+    k: int = DEFAULT_TOP_K,
+) -> float:
+    """Study probability from (D,) slice probabilities: their ``"mean"``, ``"max"``
+    or ``"topk"`` (mean of the ``k`` largest; all of them when D < k)."""
+    if method not in AGGREGATIONS:
+        raise ValueError(f"aggregation {method!r} is not one of {AGGREGATIONS}")
     values = np.asarray(probabilities, np.float64)
     if values.ndim != 1 or values.size == 0:
         raise ValueError(f"need a non-empty (D,) array, got shape {values.shape}")
+    if method == "mean":
+        return float(values.mean())
+    if method == "max":
+        return float(values.max())
     return float(values[top_k_indices(values, k=k)].mean())
+
+
+def describe_aggregation(*, method: str, k: int) -> str:
+    """A reader's description of an aggregation rule."""
+    if method == "topk":
+        return f"mean of the {k} highest slice probabilities"
+    return f"{method} of the slice probabilities"
 
 
 def label_and_confidence(probability: float, *, threshold: float) -> tuple[str, float]:
