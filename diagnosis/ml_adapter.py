@@ -69,6 +69,11 @@ def _predictor(model_path: str, sha256: str):
         return _loaded[sha256]
 
 
+def warm_up(*, model_path: str, model_sha256: str) -> None:
+    """Load a model version now, so the first study does not wait for it."""
+    _predictor(model_path, model_sha256)
+
+
 def analyse(
     *,
     load_result: LoadResult,

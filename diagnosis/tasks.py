@@ -1,8 +1,13 @@
+import logging
+
 from celery import shared_task
+from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError
 
 from . import services
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -25,3 +30,25 @@ def study_process_task(self, study_id: int) -> str:
         # next attempt takes over.
         raise self.retry(countdown=settings.PROCESSING_LEASE_SECONDS, max_retries=20)
     return outcome
+
+
+@worker_process_init.connect
+def _load_active_model(**kwargs) -> None:
+    """Load the active CT model as soon as a pool process starts (after the fork, so
+    TensorFlow never crosses one), instead of on the first study it receives."""
+    if not settings.WARM_MODEL_ON_WORKER_START:
+        return
+    from django.db import close_old_connections
+
+    from feedback.selectors import model_version_for_study
+
+    from . import ml_adapter
+
+    try:
+        model = model_version_for_study(modality="CT")
+        if model is not None:
+            ml_adapter.warm_up(model_path=model.path, model_sha256=model.sha256)
+    except Exception:  # a broken model is reported when a study needs it
+        logger.exception("Could not load the active model at worker start")
+    finally:
+        close_old_connections()

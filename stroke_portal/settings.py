@@ -303,10 +303,14 @@ FILE_UPLOAD_TEMP_DIR = None
 PROCESSING_LEASE_SECONDS = env.int("PROCESSING_LEASE_SECONDS", default=60)
 STUDY_SOFT_TIME_LIMIT = env.int("STUDY_TIME_LIMIT_SECONDS", default=600)
 HEATMAP_SLICES = env.int("HEATMAP_SLICES", default=3)
+# Inference workers load the active model when they start, not on the first study.
+WARM_MODEL_ON_WORKER_START = env.bool("WARM_MODEL_ON_WORKER_START", default=True)
 
 # --- Portal ---------------------------------------------------------------------
 PORTAL_NAME = env_text("PORTAL_NAME", "Stroke portal")
 INSTITUTION_NAME = env_text("INSTITUTION_NAME")
+# A PNG, JPG or SVG printed at the top of every PDF report; empty = none.
+INSTITUTION_LOGO = env_text("INSTITUTION_LOGO")
 
 # --- Logging --------------------------------------------------------------------
 LOGGING = {
@@ -320,5 +324,8 @@ LOGGING = {
     "loggers": {
         "axes": {"level": "WARNING"},
         "django.security.csrf": {"level": "WARNING"},
+        # PDF reports: WeasyPrint and fontTools narrate every rendering step at INFO.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
     },
 }
