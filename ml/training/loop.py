@@ -100,7 +100,7 @@ class EpochMonitor(keras.callbacks.Callback):
             flush=True,
         )
         score = entry["val_auc"] if not math.isnan(entry["val_auc"]) else -1.0
-        if score > self.best:
+        if score >= self.best:  # ties go to the later, longer-trained epoch
             self.best, self.wait = score, 0
             self.best_weights = self.model.get_weights()
         else:
