@@ -1,0 +1,318 @@
+"""FHIR export: a collection Bundle holding a DiagnosticReport, an Observation for the
+AI finding, one for the radiologist's review when there is one, and the Patient,
+Device (the model) and ImagingStudy they refer to.
+
+Built with fhir.resources' R4B models: R4B is R4 with the same DiagnosticReport and
+Observation structures, and fhir.resources 8 no longer ships plain R4. Ids are derived
+from the study's state, so exporting an unchanged study twice gives the same ids.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from fhir.resources.R4B.bundle import Bundle
+
+from diagnosis.models import Label, StrokeType
+
+from . import selectors
+from .selectors import ReportContent
+
+FHIR_VERSION = "4.3.0"  # R4B
+MEDIA_TYPE = "application/fhir+json"
+PORTAL_CODES = "urn:stroke-portal:codes"
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+_NAMESPACE = uuid.UUID("6f1d3c52-4b0e-4c47-8f57-2a6f0b0c7e11")
+
+FINDING_CODES = {
+    (Label.NORMAL, ""): ("281900007", "No abnormality detected"),
+    (Label.STROKE, ""): ("230690007", "Cerebrovascular accident"),
+    (Label.STROKE, StrokeType.ISCHEMIC): ("422504002", "Ischemic stroke"),
+    (Label.STROKE, StrokeType.HEMORRHAGIC): ("274100004", "Cerebral hemorrhage"),
+}
+GENDERS = {"F": "female", "M": "male", "O": "other"}
+
+
+def _uuid(*parts: object) -> str:
+    return str(uuid.uuid5(_NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+def _ref(resource: dict) -> dict:
+    return {"reference": f"urn:uuid:{resource['id']}"}
+
+
+def _when(value: datetime) -> str:
+    return timezone.localtime(value).isoformat(timespec="seconds")
+
+
+def _finding(label: str, stroke_type: str, text: str) -> dict:
+    code, display = FINDING_CODES.get(
+        (label, stroke_type or ""), FINDING_CODES[(label, "")]
+    )
+    return {
+        "coding": [{"system": SNOMED, "code": code, "display": display}],
+        "text": text,
+    }
+
+
+def _finding_text(label: str, stroke_type: str) -> str:
+    if label != Label.STROKE:
+        return "No stroke"
+    return f"Stroke ({stroke_type})" if stroke_type else "Stroke"
+
+
+def _fraction(code: str, text: str, value: float) -> dict:
+    return {
+        "code": {"coding": [{"system": PORTAL_CODES, "code": code}], "text": text},
+        "valueQuantity": {
+            "value": round(float(value), 4),
+            "unit": "probability",
+            "system": UCUM,
+            "code": "1",
+        },
+    }
+
+
+def _patient(study) -> dict:
+    patient: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": _uuid("patient", study.pk),
+    }
+    if study.patient_id:
+        patient["identifier"] = [{"type": {"text": "MRN"}, "value": study.patient_id}]
+    if study.patient_name:
+        patient["name"] = [{"text": study.patient_name}]
+    patient["gender"] = GENDERS.get(study.patient_sex, "unknown")
+    return patient
+
+
+def _device(model) -> dict:
+    return {
+        "resourceType": "Device",
+        "id": _uuid("model", model.pk),
+        "deviceName": [{"name": model.name, "type": "model-name"}],
+        "version": [{"value": model.version}],
+        "type": {
+            "text": "AI stroke detection model" + (" (demo)" if model.is_demo else "")
+        },
+    }
+
+
+def _imaging_study(study, patient: dict) -> dict | None:
+    if not study.study_instance_uid:
+        return None
+    return {
+        "resourceType": "ImagingStudy",
+        "id": _uuid("imaging-study", study.pk),
+        "identifier": [
+            {"system": "urn:dicom:uid", "value": f"urn:oid:{study.study_instance_uid}"}
+        ],
+        "status": "available",
+        "subject": _ref(patient),
+        "numberOfInstances": study.slice_count,
+        "description": study.study_description or None,
+    }
+
+
+def _ai_observation(result, patient, device, imaging) -> dict:
+    components = [
+        _fraction(
+            "stroke-probability", "Calibrated stroke probability", result.probability
+        ),
+        _fraction(
+            "confidence", "Calibrated confidence in the finding", result.confidence
+        ),
+        _fraction("threshold", "Decision threshold", result.threshold),
+    ]
+    for name, value in sorted((result.type_probabilities or {}).items()):
+        components.append(_fraction(f"type-{name}", f"Probability: {name}", value))
+    text = _finding_text(result.label, result.stroke_type)
+    observation = {
+        "resourceType": "Observation",
+        "id": _uuid("ai-result", result.pk),
+        "status": "preliminary",
+        "category": [_imaging_category()],
+        "code": {
+            "coding": [{"system": PORTAL_CODES, "code": "ai-stroke-finding"}],
+            "text": "AI stroke detection (decision support)",
+        },
+        "subject": _ref(patient),
+        "effectiveDateTime": _when(result.created_at),
+        "issued": _when(result.created_at),
+        "valueCodeableConcept": _finding(result.label, result.stroke_type, text),
+        "method": {"text": "Deep learning on head imaging; decision support only"},
+        "device": _ref(device),
+        "component": components,
+    }
+    if imaging:
+        observation["derivedFrom"] = [_ref(imaging)]
+    return observation
+
+
+def _review_observation(review, patient, ai_observation, *, on_this_result) -> dict:
+    text = _finding_text(review.final_label, review.stroke_type)
+    observation = {
+        "resourceType": "Observation",
+        "id": _uuid("review", review.pk),
+        "status": "final",
+        "category": [_imaging_category()],
+        "code": {
+            "coding": [{"system": PORTAL_CODES, "code": "radiologist-reading"}],
+            "text": "Radiologist's reading",
+        },
+        "subject": _ref(patient),
+        "effectiveDateTime": _when(review.created_at),
+        "issued": _when(review.created_at),
+        "performer": [{"display": _person(review.reviewer)}],
+        "valueCodeableConcept": _finding(review.final_label, review.stroke_type, text),
+        "component": [
+            {
+                "code": {
+                    "coding": [{"system": PORTAL_CODES, "code": "agrees-with-ai"}],
+                    "text": "Agrees with the AI finding",
+                },
+                "valueBoolean": review.agrees_with_ai,
+            }
+        ],
+    }
+    if on_this_result:
+        observation["derivedFrom"] = [_ref(ai_observation)]
+    if review.impression:
+        observation["note"] = [{"text": review.impression}]
+    return observation
+
+
+def _imaging_category() -> dict:
+    return {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "imaging",
+                "display": "Imaging",
+            }
+        ]
+    }
+
+
+def _person(user) -> str:
+    return user.get_full_name() or user.username
+
+
+def _conclusion(content: ReportContent) -> str:
+    result, review = content.result, content.review
+    ai = (
+        f"AI: {_finding_text(result.label, result.stroke_type).lower()}, "
+        f"confidence {result.confidence:.0%} ({result.model_version}). "
+    )
+    if review is None:
+        return (
+            ai + "Not yet reviewed by a radiologist. Decision support, not a diagnosis."
+        )
+    reading = _finding_text(review.final_label, review.stroke_type).lower()
+    return ai + f"Radiologist ({_person(review.reviewer)}): {reading}."
+
+
+def report_bundle(content: ReportContent, *, pdf_url: str = "") -> Bundle:
+    """The study's report as a validated FHIR Bundle (collection)."""
+    study, result, review = content.study, content.result, content.review
+    patient = _patient(study)
+    device = _device(result.model_version)
+    imaging = _imaging_study(study, patient)
+    ai = _ai_observation(result, patient, device, imaging)
+    observations = [ai]
+    if review is not None:
+        observations.append(
+            _review_observation(
+                review, patient, ai, on_this_result=review.ai_result_id == result.pk
+            )
+        )
+    state = (result.pk, review.pk if review else 0)
+    report: dict[str, Any] = {
+        "resourceType": "DiagnosticReport",
+        "id": _uuid("report", study.pk, *state),
+        "identifier": [
+            {"system": PORTAL_CODES, "value": f"study-{study.pk}-{state[0]}-{state[1]}"}
+        ],
+        "status": "final" if review is not None else "preliminary",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                        "code": "RAD",
+                        "display": "Radiology",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [
+                {
+                    "system": LOINC,
+                    "code": "18748-4",
+                    "display": "Diagnostic imaging study",
+                }
+            ],
+            "text": "AI stroke detection report",
+        },
+        "subject": _ref(patient),
+        "effectiveDateTime": _when(study.created_at),
+        "issued": _when(review.created_at if review else result.created_at),
+        "result": [_ref(o) for o in observations],
+        "conclusion": _conclusion(content),
+        "conclusionCode": [
+            _finding(
+                review.final_label if review else result.label,
+                review.stroke_type if review else result.stroke_type,
+                _finding_text(
+                    review.final_label if review else result.label,
+                    review.stroke_type if review else result.stroke_type,
+                ),
+            )
+        ],
+    }
+    if settings.INSTITUTION_NAME:
+        report["performer"] = [{"display": settings.INSTITUTION_NAME}]
+    if review is not None:
+        report["resultsInterpreter"] = [{"display": _person(review.reviewer)}]
+    if imaging:
+        report["imagingStudy"] = [_ref(imaging)]
+    if pdf_url:
+        report["presentedForm"] = [
+            {"contentType": "application/pdf", "url": pdf_url, "title": "PDF report"}
+        ]
+    resources = [report, *observations, patient, device] + (
+        [imaging] if imaging else []
+    )
+    return Bundle.model_validate(
+        {
+            "resourceType": "Bundle",
+            "id": _uuid("bundle", study.pk, *state),
+            "type": "collection",
+            "timestamp": _when(timezone.now()),
+            "entry": [
+                {"fullUrl": f"urn:uuid:{r['id']}", "resource": _drop_none(r)}
+                for r in resources
+            ],
+        }
+    )
+
+
+def _drop_none(resource: dict) -> dict:
+    return {k: v for k, v in resource.items() if v is not None}
+
+
+def study_fhir_bundle(*, study, pdf_url: str = "") -> Bundle:
+    """The FHIR Bundle for the study's current state; raises ReportUnavailable before
+    an AI result exists."""
+    result, review = selectors.report_state(study=study)
+    content = selectors.report_content(
+        study=study, result=result, review=review, images_too=False
+    )
+    return report_bundle(content, pdf_url=pdf_url)
