@@ -6,6 +6,7 @@ from accounts import apis as account_apis
 from accounts import views as account_views
 from accounts.permissions import any_role_required
 from diagnosis import apis as study_apis
+from reports import apis as report_apis
 
 from . import views
 
@@ -22,12 +23,28 @@ api_v1 = [
         study_apis.StudyReviewApi.as_view(),
         name="study-review",
     ),
+    path(
+        "studies/<int:pk>/report/pdf/",
+        report_apis.StudyReportPdfApi.as_view(),
+        name="study-report-pdf",
+    ),
+    path(
+        "studies/<int:pk>/report/fhir/",
+        report_apis.StudyReportFhirApi.as_view(),
+        name="study-report-fhir",
+    ),
+    path(
+        "studies/<int:pk>/report/dicom/",
+        report_apis.StudyReportDicomApi.as_view(),
+        name="study-report-dicom",
+    ),
 ]
 
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("accounts/", include("accounts.urls")),
     path("studies/", include("diagnosis.urls")),
+    path("reports/", include("reports.urls")),
     path("api/v1/", include((api_v1, "api"))),
     path("django-admin/", admin.site.urls),
     # The API's description, for signed-in users (Swagger UI from local files).
