@@ -44,8 +44,8 @@ def _figures(content: ReportContent) -> list[dict]:
             "number": item.index + 1,
             "total": total,
             "probability": _percent(item.probability),
-            "ct": data_uri(images.png_bytes(item.ct), "image/png"),
-            "overlay": data_uri(images.png_bytes(item.overlay), "image/png")
+            "ct": data_uri(images.jpeg_bytes(item.ct), "image/jpeg"),
+            "overlay": data_uri(images.jpeg_bytes(item.overlay), "image/jpeg")
             if item.overlay is not None
             else "",
         }

@@ -59,10 +59,17 @@ def share_of(page: Image.Image, colour: tuple[int, int, int], tol: int = 12) -> 
     return float(close.mean())
 
 
-def heat_share(page: Image.Image) -> float:
-    """Share of strongly coloured pixels (heatmap, bars), as opposed to grey/white."""
+RED_BARS = [(0xB3, 0x26, 0x1E), (0x9B, 0x1C, 0x1C)]  # key-slice bars, red headings
+
+
+def heatmap_share(page: Image.Image) -> float:
+    """Share of saturated pixels that are not the report's own reds: the heatmaps."""
     pixels = np.asarray(page, dtype=np.int16)
-    return float(((pixels.max(axis=-1) - pixels.min(axis=-1)) > 120).mean())
+    saturated = (pixels.max(axis=-1) - pixels.min(axis=-1)) > 100
+    ours = np.zeros(saturated.shape, bool)
+    for colour in RED_BARS:
+        ours |= np.all(np.abs(pixels - np.array(colour)) <= 40, axis=-1)
+    return float((saturated & ~ours).mean())
 
 
 def test_pdf_of_reviewed_study_shows_finding_review_and_notice(
@@ -122,9 +129,11 @@ def test_pdf_pages_look_right(ready_study, as_clinician, radiologist, tmp_path):
     assert share_of(unreviewed[0], (0xFF, 0xF3, 0xE0), tol=6) > 0.01
     assert share_of(reviewed[0], (0xED, 0xF7, 0xEE), tol=6) > 0.01
     assert share_of(reviewed[0], (0xFF, 0xF3, 0xE0), tol=6) < 0.001
-    # Key slices with heatmaps and the probability bars are on the second page.
-    assert heat_share(reviewed[1]) > 0.01
-    assert heat_share(reviewed[0]) < 0.002
+    # Key slices: black squares of CT with heatmaps blended in; the probability plot
+    # with its red key-slice bars.
+    assert sum(share_of(page, (0, 0, 0), tol=8) for page in reviewed) > 0.08
+    assert sum(heatmap_share(page) for page in reviewed) > 0.0003
+    assert max(share_of(page, RED_BARS[0], tol=20) for page in reviewed) > 0.01
 
 
 def test_pdftotext_reads_the_report(reviewed_study, as_clinician, tmp_path):
