@@ -230,4 +230,5 @@ def _print_skipped(skipped: Sequence[tuple[str, str]]) -> None:
         print(f"skipped {count} file(s): {reason} (e.g. {example})", file=sys.stderr)
 
 
+import ml.cli_demo  # noqa: E402, F401  (registers demo-model)
 from ml import cli_train  # noqa: E402, F401  (registers train, evaluate, leakage)
