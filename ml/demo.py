@@ -35,7 +35,7 @@ TARGET_SENSITIVITY = 0.95
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """How big the demo run is. The defaults train in about a minute on 2 cores."""
+    """How big the demo run is. The defaults train in about two minutes on 2 cores."""
 
     seed: int = 0
     size: int = DEMO_SIZE
@@ -43,7 +43,7 @@ class DemoConfig:
     train_studies: int = 150
     val_studies: int = 30
     test_studies: int = 45
-    epochs: int = 10
+    epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 2e-3
 
