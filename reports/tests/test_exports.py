@@ -181,3 +181,37 @@ def test_dicom_export_is_stable_until_the_state_changes(
         reviewed["REPORT.dcm"].SeriesInstanceUID
         != first["REPORT.dcm"].SeriesInstanceUID
     )
+
+
+def test_dicom_export_of_study_without_dicom_uid_stays_in_one_study(
+    ready_study, as_clinician
+):
+    """Uploads that were not DICOM have no StudyInstanceUID: the exports get one
+    derived from the study, the same on every export, and the study's own fields."""
+    from diagnosis.models import Study
+
+    Study.objects.filter(pk=ready_study.pk).update(study_instance_uid="")
+    ready_study.refresh_from_db()
+    first, again = (
+        dicom_files(as_clinician, ready_study),
+        dicom_files(as_clinician, ready_study),
+    )
+    uids = {ds.StudyInstanceUID for ds in [*first.values(), *again.values()]}
+    assert len(uids) == 1 and uids.pop().startswith("2.25.")
+    assert first["REPORT.dcm"].PatientID == "MRN-0042"
+    assert first["REPORT.dcm"].PatientSex == "F"
+    assert str(first["REPORT.dcm"].PatientName) == "PHANTOM^MRN-0042"
+    data = fhir_of(as_clinician, ready_study)
+    assert not resources(data, "ImagingStudy")
+    Bundle.model_validate(data)
+
+
+def test_study_links_snippet_names_every_download(ready_study):
+    from django.template.loader import render_to_string
+
+    html = render_to_string(
+        "reports/_study_links.html",
+        {"study": ready_study, "result": ready_study.current_result},
+    )
+    for name in ("reports:study-pdf", "reports:study-fhir", "reports:study-dicom"):
+        assert reverse(name, args=[ready_study.pk]) in html
