@@ -39,6 +39,30 @@ NAV_ITEMS: tuple[NavItem, ...] = (
         "Send a head CT or MRI study for AI analysis.",
     ),
     NavItem(
+        "Feedback",
+        "feedback:case-list",
+        (Role.RADIOLOGIST, Role.ADMIN),
+        "Cases where readers corrected the AI: confirm or reject them for training.",
+    ),
+    NavItem(
+        "Models",
+        "feedback:model-list",
+        (Role.ADMIN,),
+        "Model versions, the promotion gate, rollback and uploads.",
+    ),
+    NavItem(
+        "Retraining",
+        "feedback:job-list",
+        (Role.ADMIN,),
+        "Start a retraining job on a data set plus confirmed feedback; watch it.",
+    ),
+    NavItem(
+        "Dashboard",
+        "feedback:dashboard",
+        (Role.ADMIN,),
+        "Users, feedback, jobs, models and the portal's live figures.",
+    ),
+    NavItem(
         "Users",
         "accounts:user-list",
         (Role.ADMIN,),

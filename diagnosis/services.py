@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.audit import audit_record
 from accounts.models import User
 from feedback import selectors as model_selectors
+from feedback import services as feedback_services
 
 from . import ml_adapter, storage
 from .models import (
@@ -589,6 +590,7 @@ def review_submit(
         stroke_type=stroke_type,
         impression=impression,
     )
+    feedback_services.feedback_case_from_review(review=review)
     audit_record(
         action="study.review",
         request=request,

@@ -10,6 +10,12 @@ class ModelStatus(models.TextChoices):
     RETIRED = "retired", "Retired"
 
 
+class ModelSource(models.TextChoices):
+    COMMAND = "command", "Registered on the server"
+    TRAINING = "training", "Retraining job"
+    UPLOAD = "upload", "Uploaded by an admin"
+
+
 class ModelVersion(BaseModel):
     """A model file the portal knows, with what its model.json says about it.
 
@@ -40,6 +46,25 @@ class ModelVersion(BaseModel):
         on_delete=models.PROTECT,
         related_name="+",
     )
+    source = models.CharField(
+        max_length=12, choices=ModelSource.choices, default=ModelSource.COMMAND
+    )
+    training_job = models.ForeignKey(
+        "RetrainingJob",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="candidates",
+    )
+    data_fingerprint = models.CharField(max_length=64, blank=True)
+    # The version this one replaced when it became active: where a rollback goes.
+    previous_active = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Loaded as the inference workers load it (uploads are checked on the training
+    # worker, never in a web process).
+    load_checked_at = models.DateTimeField(null=True, blank=True)
+    load_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -55,3 +80,239 @@ class ModelVersion(BaseModel):
     def __str__(self) -> str:
         demo = " (demo)" if self.is_demo else ""
         return f"{self.name} {self.version}{demo}"
+
+
+# --- Feedback cases ---------------------------------------------------------------
+class CaseKind(models.TextChoices):
+    MISCLASSIFIED = "misclassified", "AI was wrong"
+    HARD = "hard", "Hard case (AI right)"
+
+
+class CaseStatus(models.TextChoices):
+    PENDING = "pending", "Pending confirmation"
+    CONFIRMED = "confirmed", "Confirmed"
+    REJECTED = "rejected", "Rejected"
+
+
+class FeedbackCase(BaseModel):
+    """A study whose radiologist reading should teach the next model. It counts for
+    training only once confirmed; every link is protected, so a case never loses the
+    study, result or model version it is about."""
+
+    study = models.ForeignKey(
+        "diagnosis.Study", on_delete=models.PROTECT, related_name="feedback_cases"
+    )
+    ai_result = models.ForeignKey(
+        "diagnosis.AIResult",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="feedback_cases",
+    )
+    model_version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="feedback_cases",
+    )
+    review = models.ForeignKey(
+        "diagnosis.Review",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="feedback_cases",
+    )
+    kind = models.CharField(max_length=16, choices=CaseKind.choices)
+    ai_label = models.CharField(max_length=8, blank=True)
+    ai_stroke_type = models.CharField(max_length=12, blank=True)
+    final_label = models.CharField(max_length=8)
+    stroke_type = models.CharField(max_length=12, blank=True)
+    note = models.TextField(blank=True)
+    reported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    status = models.CharField(
+        max_length=12,
+        choices=CaseStatus.choices,
+        default=CaseStatus.PENDING,
+        db_index=True,
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    rejection_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # A study teaches once: a later reading replaces an undecided case.
+            models.UniqueConstraint(
+                fields=["study"],
+                condition=models.Q(status__in=["pending", "confirmed"]),
+                name="one_open_feedback_case_per_study",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Feedback case {self.pk} (study {self.study_id})"
+
+
+# --- Training data sets -----------------------------------------------------------
+class DatasetStatus(models.TextChoices):
+    INDEXING = "indexing", "Indexing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class TrainingDataset(BaseModel):
+    """A folder of labelled images on the server, indexed once. Its locked test
+    split is chosen at registration (by scan, duplicates kept together), stored, and
+    never handed to training: every candidate and the active model are judged on it."""
+
+    name = models.CharField(max_length=120, unique=True)
+    root = models.CharField(max_length=500, help_text="Folder on the server.")
+    group_regex = models.CharField(max_length=200, blank=True)
+    test_fraction = models.FloatField(default=0.2)
+    seed = models.PositiveIntegerField(default=0)
+    status = models.CharField(
+        max_length=12, choices=DatasetStatus.choices, default=DatasetStatus.INDEXING
+    )
+    error_message = models.TextField(blank=True)
+    images = models.PositiveIntegerField(default=0)
+    groups = models.PositiveIntegerField(default=0)
+    split_groups = models.PositiveIntegerField(default=0)
+    class_counts = models.JSONField(default=dict, blank=True)
+    duplicates = models.JSONField(default=dict, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    skipped = models.PositiveIntegerField(default=0)
+    locked_test_groups = models.JSONField(default=list, blank=True)
+    test_images = models.PositiveIntegerField(default=0)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    test_fingerprint = models.CharField(max_length=64, blank=True)
+    indexed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# --- Retraining jobs --------------------------------------------------------------
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Finished"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class JobTrigger(models.TextChoices):
+    MANUAL = "manual", "Started by an admin"
+    SCHEDULE = "schedule", "Schedule"
+
+
+class RetrainingJob(BaseModel):
+    """One training run on the training queue: a base data set's training pool plus
+    (optionally) the confirmed feedback cases, ending in a candidate model version
+    evaluated on the data set's locked test split."""
+
+    OPEN = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+    dataset = models.ForeignKey(
+        TrainingDataset, on_delete=models.PROTECT, related_name="jobs"
+    )
+    architecture = models.CharField(max_length=64, default="custom_cnn")
+    task = models.CharField(max_length=16, default="binary")
+    epochs = models.PositiveSmallIntegerField(default=10)
+    seed = models.PositiveIntegerField(default=0)
+    image_size = models.PositiveSmallIntegerField(default=128)
+    include_feedback = models.BooleanField(default=True)
+    trigger = models.CharField(
+        max_length=12, choices=JobTrigger.choices, default=JobTrigger.MANUAL
+    )
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    status = models.CharField(
+        max_length=12,
+        choices=JobStatus.choices,
+        default=JobStatus.QUEUED,
+        db_index=True,
+    )
+    cancel_requested = models.BooleanField(default=False)
+    error_message = models.TextField(blank=True)
+    epoch = models.PositiveSmallIntegerField(default=0)
+    history = models.JSONField(default=list, blank=True)
+    log = models.TextField(blank=True)
+    feedback_cases = models.ManyToManyField(
+        FeedbackCase, blank=True, related_name="jobs"
+    )
+    training_images = models.PositiveIntegerField(default=0)
+    data_fingerprint = models.CharField(max_length=64, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    wall_seconds = models.FloatField(null=True, blank=True)
+    peak_rss_mb = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Retraining job {self.pk}"
+
+    @property
+    def candidate(self) -> ModelVersion | None:
+        return self.candidates.first()
+
+
+class ModelEvaluation(BaseModel):
+    """One model version judged on one data set's locked test split."""
+
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="evaluations"
+    )
+    dataset = models.ForeignKey(
+        TrainingDataset, on_delete=models.PROTECT, related_name="evaluations"
+    )
+    test_fingerprint = models.CharField(max_length=64)
+    report = models.JSONField(default=dict, blank=True)
+    roc = models.JSONField(default=dict, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version", "dataset"], name="one_evaluation_per_split"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_version} on {self.dataset}"
+
+    @property
+    def ok(self) -> bool:
+        return not self.error_message and "study" in self.report
+
+    def metric(self, name: str) -> float | None:
+        value = self.report.get("study", {}).get(name)
+        return None if value is None or value != value else float(value)

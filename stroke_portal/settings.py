@@ -5,6 +5,7 @@ under DATA_DIR and a Celery broker kept in folders under DATA_DIR. `.env.example
 documents every variable; `make run` writes a local `.env` with a generated secret key.
 """
 
+import importlib.util
 from datetime import timedelta
 from pathlib import Path
 
@@ -217,6 +218,13 @@ DEFAULT_FROM_EMAIL = env_text("DEFAULT_FROM_EMAIL", "stroke-portal@localhost")
 # --- Static files ---------------------------------------------------------------
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Plotly.js from the installed plotly package (served as static/plotly/plotly.min.js):
+# charts must work on a hospital network without a CDN.
+_plotly = importlib.util.find_spec("plotly")
+if _plotly is not None and _plotly.submodule_search_locations:
+    STATICFILES_DIRS.append(
+        ("plotly", Path(_plotly.submodule_search_locations[0]) / "package_data")
+    )
 STATIC_ROOT = env_path("STATIC_ROOT", DATA_DIR / "staticfiles")
 STORAGES = {
     "default": {
@@ -280,6 +288,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "diagnosis.tasks.*": {"queue": "inference"},
     "feedback.tasks.retrain*": {"queue": "training"},
+    # Loading an uploaded model means TensorFlow: the training worker does it.
+    "feedback.tasks.model_check_task": {"queue": "training"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
@@ -290,6 +300,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(hours=6),
     },
 }
+# Retraining when enough confirmed feedback has come in (0 hours = never).
+RETRAIN_EVERY_HOURS = env.int("RETRAIN_EVERY_HOURS", default=24 * 7)
+if RETRAIN_EVERY_HOURS > 0:
+    CELERY_BEAT_SCHEDULE["retrain-on-new-feedback"] = {
+        "task": "feedback.tasks.retraining_schedule_check",
+        "schedule": timedelta(hours=RETRAIN_EVERY_HOURS),
+    }
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- Studies --------------------------------------------------------------------
@@ -305,6 +322,26 @@ STUDY_SOFT_TIME_LIMIT = env.int("STUDY_TIME_LIMIT_SECONDS", default=600)
 HEATMAP_SLICES = env.int("HEATMAP_SLICES", default=3)
 # Inference workers load the active model when they start, not on the first study.
 WARM_MODEL_ON_WORKER_START = env.bool("WARM_MODEL_ON_WORKER_START", default=True)
+
+# --- Feedback, retraining, model registry ----------------------------------------
+# One radiologist's correction counts for training without a second opinion (small
+# sites); otherwise a second radiologist or an admin confirms each case.
+FEEDBACK_SINGLE_CONFIRMATION = env.bool("FEEDBACK_SINGLE_CONFIRMATION", default=False)
+# Folders under which admins may register training data sets.
+TRAINING_DATA_DIRS = [
+    (BASE_DIR / folder).resolve()
+    for folder in env.list("TRAINING_DATA_DIRS", default=[])
+    if folder
+] or [DATA_DIR / "training-data"]
+DATASETS_DIR = DATA_DIR / "datasets"
+TRAINING_RUNS_DIR = DATA_DIR / "training-runs"
+# A scheduled retraining runs only when this many confirmed cases are new since the
+# last job.
+RETRAIN_MIN_NEW_CASES = env.int("RETRAIN_MIN_NEW_CASES", default=20)
+RETRAIN_TIME_LIMIT_SECONDS = env.int("RETRAIN_TIME_LIMIT_SECONDS", default=6 * 3600)
+# How much worse (AUC and sensitivity on the locked test split) a candidate may be
+# than the active model and still be promoted without an override.
+PROMOTION_TOLERANCE = env.float("PROMOTION_TOLERANCE", default=0.02)
 
 # --- Portal ---------------------------------------------------------------------
 PORTAL_NAME = env_text("PORTAL_NAME", "Stroke portal")

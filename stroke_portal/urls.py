@@ -6,6 +6,7 @@ from accounts import apis as account_apis
 from accounts import views as account_views
 from accounts.permissions import any_role_required
 from diagnosis import apis as study_apis
+from feedback import apis as feedback_apis
 from reports import apis as report_apis
 
 from . import views
@@ -22,6 +23,31 @@ api_v1 = [
         "studies/<int:pk>/review/",
         study_apis.StudyReviewApi.as_view(),
         name="study-review",
+    ),
+    path(
+        "feedback-cases/",
+        feedback_apis.FeedbackCaseListApi.as_view(),
+        name="feedback-case-list",
+    ),
+    path(
+        "retraining-jobs/",
+        feedback_apis.RetrainingJobListCreateApi.as_view(),
+        name="retraining-job-list",
+    ),
+    path(
+        "retraining-jobs/<int:pk>/",
+        feedback_apis.RetrainingJobDetailApi.as_view(),
+        name="retraining-job-detail",
+    ),
+    path(
+        "model-versions/",
+        feedback_apis.ModelVersionListApi.as_view(),
+        name="model-version-list",
+    ),
+    path(
+        "model-versions/<int:pk>/promote/",
+        feedback_apis.ModelVersionPromoteApi.as_view(),
+        name="model-version-promote",
     ),
     path(
         "studies/<int:pk>/report/pdf/",
@@ -44,6 +70,7 @@ urlpatterns = [
     path("", account_views.home, name="home"),
     path("accounts/", include("accounts.urls")),
     path("studies/", include("diagnosis.urls")),
+    path("feedback/", include("feedback.urls")),
     path("reports/", include("reports.urls")),
     path("api/v1/", include((api_v1, "api"))),
     path("django-admin/", admin.site.urls),

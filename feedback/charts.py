@@ -1,0 +1,97 @@
+"""Plotly figures as plain dicts (data + layout), rendered in the page by the
+plotly.min.js the portal serves itself; no Python plotly needed at run time."""
+
+from __future__ import annotations
+
+_LAYOUT = {
+    "margin": {"l": 50, "r": 20, "t": 30, "b": 45},
+    "height": 320,
+    "legend": {"orientation": "h", "y": -0.25},
+}
+
+
+def roc_figure(evaluations) -> dict:
+    """Study-level ROC curves of (label, ModelEvaluation) pairs on one chart."""
+    data = [
+        {
+            "x": [0, 1],
+            "y": [0, 1],
+            "mode": "lines",
+            "name": "chance",
+            "line": {"dash": "dot", "color": "#999"},
+        }
+    ]
+    for label, evaluation in evaluations:
+        if not evaluation.ok or not evaluation.roc.get("fpr"):
+            continue
+        auc = evaluation.metric("auc")
+        data.append(
+            {
+                "x": evaluation.roc["fpr"],
+                "y": evaluation.roc["tpr"],
+                "mode": "lines",
+                "line": {"shape": "hv"},
+                "name": f"{label}, AUC {auc:.3f}" if auc is not None else label,
+            }
+        )
+    return {
+        "data": data,
+        "layout": {
+            **_LAYOUT,
+            "height": 380,
+            "xaxis": {"title": {"text": "1 - specificity"}, "range": [0, 1]},
+            "yaxis": {"title": {"text": "sensitivity"}, "range": [0, 1.02]},
+        },
+    }
+
+
+def confusion_figures(evaluations) -> list[dict]:
+    """One study-level confusion-matrix heatmap per successful evaluation."""
+    figures = []
+    for evaluation in evaluations:
+        matrix = evaluation.report.get("study", {}).get("confusion_matrix")
+        if not evaluation.ok or not matrix:
+            continue
+        figures.append(
+            {
+                "id": f"confusion-{evaluation.pk}",
+                "title": str(evaluation.dataset),
+                "data": [
+                    {
+                        "type": "heatmap",
+                        "z": matrix,
+                        "x": ["AI: normal", "AI: stroke"],
+                        "y": ["truth: normal", "truth: stroke"],
+                        "text": matrix,
+                        "texttemplate": "%{text}",
+                        "colorscale": "Blues",
+                        "showscale": False,
+                    }
+                ],
+                "layout": {
+                    **_LAYOUT,
+                    "height": 260,
+                    "yaxis": {"autorange": "reversed"},
+                },
+            }
+        )
+    return figures
+
+
+def studies_per_day_figure(figures: dict) -> dict:
+    rows = figures["studies_per_day"]
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "x": [r["day"] for r in rows],
+                "y": [r["n"] for r in rows],
+                "name": "studies",
+            }
+        ],
+        "layout": {
+            **_LAYOUT,
+            "height": 260,
+            "yaxis": {"title": {"text": "studies"}, "rangemode": "tozero"},
+        },
+    }

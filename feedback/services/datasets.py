@@ -1,0 +1,201 @@
+"""Writes for training data sets: register a server folder, index it once (in a
+task) and lock its test split; export confirmed feedback as training images."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.audit import audit_record
+from accounts.models import User
+from diagnosis import storage as study_storage
+
+from .. import ml_adapter
+from ..models import CaseStatus, DatasetStatus, FeedbackCase, TrainingDataset
+
+logger = logging.getLogger(__name__)
+
+
+def dataset_dir(dataset: TrainingDataset) -> Path:
+    return Path(settings.DATASETS_DIR) / str(dataset.pk)
+
+
+def pool_manifest_path(dataset: TrainingDataset) -> Path:
+    return dataset_dir(dataset) / "training-pool.csv"
+
+
+def test_manifest_path(dataset: TrainingDataset) -> Path:
+    return dataset_dir(dataset) / "locked-test.csv"
+
+
+def _allowed_folder(root: str) -> Path:
+    folder = Path(root).expanduser().resolve()
+    allowed = [Path(d).resolve() for d in settings.TRAINING_DATA_DIRS]
+    if not any(folder == d or d in folder.parents for d in allowed):
+        raise ValidationError(
+            {
+                "root": "Data sets must lie under "
+                + " or ".join(str(d) for d in allowed)
+                + " (TRAINING_DATA_DIRS)."
+            }
+        )
+    if not folder.is_dir():
+        raise ValidationError({"root": f"{folder} is not a folder on the server."})
+    return folder
+
+
+@transaction.atomic
+def dataset_register(
+    *,
+    name: str,
+    root: str,
+    by: User,
+    group_regex: str = "",
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    request: HttpRequest | None = None,
+) -> TrainingDataset:
+    """Record a data set and queue its indexing; the locked test split is chosen
+    by that indexing, once."""
+    folder = _allowed_folder(root)
+    if not 0.05 <= test_fraction <= 0.5:
+        raise ValidationError({"test_fraction": "Choose between 0.05 and 0.5."})
+    if TrainingDataset.objects.filter(name=name).exists():
+        raise ValidationError({"name": "A data set of this name exists."})
+    dataset = TrainingDataset.objects.create(
+        name=name,
+        root=str(folder),
+        group_regex=group_regex,
+        test_fraction=test_fraction,
+        seed=seed,
+        created_by=by,
+    )
+    audit_record(
+        action="dataset.register",
+        request=request,
+        actor=by,
+        obj=dataset,
+        detail={"root": str(folder), "test_fraction": test_fraction},
+    )
+    transaction.on_commit(lambda: dataset_index_enqueue(dataset_id=dataset.pk))
+    return dataset
+
+
+def dataset_index_enqueue(*, dataset_id: int) -> None:
+    from ..tasks import dataset_index_task
+
+    dataset_index_task.delay(dataset_id)
+
+
+def dataset_index(*, dataset_id: int) -> str:
+    """Index the folder and store both manifests. Runs once: a data set that is
+    already indexed keeps its split (the split must never move)."""
+    dataset = TrainingDataset.objects.get(pk=dataset_id)
+    if dataset.status != DatasetStatus.INDEXING:
+        return dataset.status
+    try:
+        index = ml_adapter.dataset_index(
+            Path(dataset.root),
+            group_regex=dataset.group_regex,
+            test_fraction=dataset.test_fraction,
+            seed=dataset.seed,
+        )
+    except (ValueError, OSError) as exc:
+        TrainingDataset.objects.filter(pk=dataset.pk).update(
+            status=DatasetStatus.FAILED, error_message=str(exc)[:2000]
+        )
+        return DatasetStatus.FAILED
+    ml_adapter.manifest_write(index.pool, pool_manifest_path(dataset))
+    ml_adapter.manifest_write(index.test, test_manifest_path(dataset))
+    rows = index.pool + index.test
+    TrainingDataset.objects.filter(pk=dataset.pk).update(
+        status=DatasetStatus.READY,
+        images=len(rows),
+        groups=len({r.group for r in rows}),
+        split_groups=len({r.split_group or r.group for r in rows}),
+        class_counts=index.counts,
+        duplicates=index.duplicates,
+        warnings=index.warnings,
+        skipped=index.skipped,
+        locked_test_groups=sorted({r.split_group or r.group for r in index.test}),
+        test_images=len(index.test),
+        fingerprint=ml_adapter.manifest_fingerprint(rows),
+        test_fingerprint=ml_adapter.manifest_fingerprint(index.test),
+        indexed_at=timezone.now(),
+    )
+    return DatasetStatus.READY
+
+
+def dataset_training_rows(*, dataset: TrainingDataset) -> list:
+    """The training pool, checked against the stored locked split: a row of a
+    locked group here means the files on disk were tampered with."""
+    rows = ml_adapter.manifest_read(pool_manifest_path(dataset))
+    locked = set(dataset.locked_test_groups)
+    leaked = [r.path for r in rows if (r.split_group or r.group) in locked]
+    if leaked:
+        raise ValueError(
+            f"{len(leaked)} training image(s) belong to the locked test split, "
+            f"e.g. {leaked[0]}"
+        )
+    return rows
+
+
+def dataset_test_rows(*, dataset: TrainingDataset) -> list:
+    rows = ml_adapter.manifest_read(test_manifest_path(dataset))
+    if ml_adapter.manifest_fingerprint(rows) != dataset.test_fingerprint:
+        raise ValueError("The locked test manifest changed since registration.")
+    return rows
+
+
+# --- feedback export ------------------------------------------------------------
+def _case_label(case: FeedbackCase, task: str) -> str:
+    if task == "type" and case.final_label == "stroke":
+        return case.stroke_type or "stroke"
+    return case.final_label
+
+
+def feedback_export(*, cases, out_dir: Path, task: str = "binary") -> list:
+    """Confirmed cases as manifest rows under ``out_dir`` (``feedback/...`` paths),
+    each study its own group so its slices stay on one side of every split. A
+    study whose files are gone is skipped with a log line, not fatal."""
+    rows = []
+    for case in cases:
+        if case.status != CaseStatus.CONFIRMED:
+            raise ValueError(f"case {case.pk} is not confirmed")
+        study = case.study
+        label = _case_label(case, task)
+        if task == "type" and label == "stroke":
+            logger.info("case %s: stroke type unknown, left out", case.pk)
+            continue
+        prefix = f"feedback/study-{study.pk}"
+        group = f"feedback study {study.pk}"
+        files = [
+            study_storage.uploads_root() / f.storage_name for f in study.files.all()
+        ]
+        try:
+            if study.source_kind == "dicom" and len(files) == study.slice_count:
+                rows += ml_adapter.export_dicom_files(
+                    files=files,
+                    out_dir=out_dir / prefix,
+                    prefix=prefix,
+                    label=label,
+                    group=group,
+                )
+            else:
+                rows += ml_adapter.export_volume(
+                    volume_path=study_storage.volume_path(study.pk),
+                    units=study.units,
+                    out_dir=out_dir / prefix,
+                    prefix=prefix,
+                    label=label,
+                    group=group,
+                )
+        except OSError as exc:
+            logger.warning("case %s: study files unavailable (%s)", case.pk, exc)
+    return rows

@@ -1,0 +1,367 @@
+"""Writes for retraining jobs: start (by an admin or the schedule), run on the
+training worker with live progress, cancel, and evaluate the candidate beside the
+active model on the data set's locked test split."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.audit import audit_record
+from accounts.models import User
+
+from .. import ml_adapter, selectors
+from ..models import (
+    CaseStatus,
+    DatasetStatus,
+    FeedbackCase,
+    JobStatus,
+    JobTrigger,
+    ModelEvaluation,
+    ModelSource,
+    ModelVersion,
+    RetrainingJob,
+    TrainingDataset,
+)
+from . import datasets
+from .registry import model_version_register
+
+logger = logging.getLogger(__name__)
+LOG_LIMIT = 200_000  # characters of log kept on the job row
+
+
+class JobOutcome:
+    DONE = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+def run_dir(job: RetrainingJob) -> Path:
+    return Path(settings.TRAINING_RUNS_DIR) / f"job-{job.pk}"
+
+
+@transaction.atomic
+def retraining_job_start(
+    *,
+    dataset: TrainingDataset,
+    by: User | None,
+    architecture: str = "custom_cnn",
+    epochs: int = 10,
+    seed: int = 0,
+    image_size: int = 128,
+    include_feedback: bool = True,
+    trigger: str = JobTrigger.MANUAL,
+    request: HttpRequest | None = None,
+) -> RetrainingJob:
+    """Queue a job. One at a time: the training worker runs one, and a second job
+    waiting behind it would train on data that the first may already make stale."""
+    if dataset.status != DatasetStatus.READY:
+        raise ValidationError({"dataset": "This data set is not indexed yet."})
+    if architecture not in ml_adapter.architectures():
+        raise ValidationError({"architecture": f"Unknown architecture {architecture}."})
+    if not 1 <= epochs <= 500:
+        raise ValidationError({"epochs": "Choose between 1 and 500 epochs."})
+    busy = RetrainingJob.objects.select_for_update().filter(
+        status__in=RetrainingJob.OPEN
+    )
+    if busy.exists():
+        raise ValidationError(
+            f"{busy.first()} is still {busy.first().get_status_display().lower()}; "
+            "one job runs at a time."
+        )
+    job = RetrainingJob.objects.create(
+        dataset=dataset,
+        architecture=architecture,
+        epochs=epochs,
+        seed=seed,
+        image_size=image_size,
+        include_feedback=include_feedback,
+        trigger=trigger,
+        started_by=by,
+    )
+    if include_feedback:
+        job.feedback_cases.set(FeedbackCase.objects.filter(status=CaseStatus.CONFIRMED))
+    audit_record(
+        action="retraining.start",
+        request=request,
+        actor=by,
+        actor_username="schedule",
+        obj=job,
+        detail={
+            "dataset": dataset.pk,
+            "architecture": architecture,
+            "epochs": epochs,
+            "seed": seed,
+            "feedback_cases": job.feedback_cases.count(),
+        },
+    )
+    transaction.on_commit(lambda: retraining_job_enqueue(job_id=job.pk))
+    return job
+
+
+def retraining_job_enqueue(*, job_id: int) -> None:
+    from ..tasks import retrain_task
+
+    retrain_task.delay(job_id)
+
+
+def retraining_job_cancel(
+    *, job: RetrainingJob, by: User, request: HttpRequest | None = None
+) -> bool:
+    """A queued job is cancelled at once; a running one stops after its epoch."""
+    now = timezone.now()
+    queued = RetrainingJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now
+    )
+    running = RetrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+        cancel_requested=True
+    )
+    if queued or running:
+        audit_record(action="retraining.cancel", request=request, actor=by, obj=job)
+    return bool(queued or running)
+
+
+def retraining_schedule_check() -> RetrainingJob | None:
+    """Beat: start a job like the last one when enough confirmed cases are new
+    since it (or a first one on the newest data set)."""
+    last = RetrainingJob.objects.exclude(status=JobStatus.CANCELLED).first()
+    since = last.created_at if last else None
+    fresh = FeedbackCase.objects.filter(status=CaseStatus.CONFIRMED)
+    if since is not None:
+        fresh = fresh.filter(decided_at__gt=since)
+    if fresh.count() < settings.RETRAIN_MIN_NEW_CASES:
+        return None
+    if last is not None and last.dataset.status == DatasetStatus.READY:
+        options = {
+            "dataset": last.dataset,
+            "architecture": last.architecture,
+            "epochs": last.epochs,
+            "seed": last.seed,
+            "image_size": last.image_size,
+        }
+    else:
+        dataset = TrainingDataset.objects.filter(status=DatasetStatus.READY).first()
+        if dataset is None:
+            return None
+        options = {"dataset": dataset}
+    try:
+        return retraining_job_start(by=None, trigger=JobTrigger.SCHEDULE, **options)
+    except ValidationError as exc:
+        logger.info("Scheduled retraining not started: %s", exc)
+        return None
+
+
+# --- running (training worker) --------------------------------------------------
+class _JobLog(io.TextIOBase):
+    """stdout of training, appended to the job row line by line."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id, self.buffer = job_id, ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        if "\n" in self.buffer:
+            lines, self.buffer = self.buffer.rsplit("\n", 1)
+            job_log(job_id=self.job_id, text=lines + "\n")
+        return len(text)
+
+
+def job_log(*, job_id: int, text: str) -> None:
+    RetrainingJob.objects.filter(pk=job_id).update(
+        log=Concat(F("log"), Value(text)), heartbeat_at=timezone.now()
+    )
+
+
+def _progress(job_id: int):
+    def report(epoch: int, total: int, logs: dict) -> bool:
+        job = RetrainingJob.objects.only("history", "cancel_requested").get(pk=job_id)
+        point = {
+            "epoch": len(job.history) + 1,
+            "loss": _number(logs.get("loss")),
+            "val_auc": _number(logs.get("val_auc")),
+            "val_study_auc": _number(logs.get("val_study_auc")),
+            "seconds": _number(logs.get("seconds")),
+        }
+        RetrainingJob.objects.filter(pk=job_id).update(
+            epoch=epoch,
+            history=[*job.history, point],
+            heartbeat_at=timezone.now(),
+        )
+        return not job.cancel_requested
+
+    return report
+
+
+def _number(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if value != value else round(value, 5)
+
+
+def _finish(job_id: int, status: str, **fields) -> None:
+    RetrainingJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+        status=status, finished_at=timezone.now(), **fields
+    )
+
+
+def retraining_job_run(*, job_id: int) -> str:
+    """Claim a queued job, train, register the candidate and evaluate it and the
+    active model on the locked split. A crash leaves `failed` with the reason;
+    running the task twice does nothing the second time."""
+    claimed = RetrainingJob.objects.filter(
+        pk=job_id, status=JobStatus.QUEUED, cancel_requested=False
+    ).update(status=JobStatus.RUNNING, started_at=timezone.now())
+    if not claimed:
+        return JobOutcome.SKIPPED
+    job = RetrainingJob.objects.select_related("dataset").get(pk=job_id)
+    started = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(_JobLog(job_id)):
+            outcome = _train(job)
+            if outcome.cancelled:
+                _finish(job_id, JobStatus.CANCELLED)
+                return JobOutcome.CANCELLED
+            if outcome.model_dir is None:
+                raise RuntimeError("training saved no model")
+            candidate = _register_candidate(job, outcome)
+            _evaluate_pair(job, candidate)
+    except Exception as exc:
+        if _is_infrastructure_error(exc):
+            raise
+        logger.exception("Retraining job %s failed", job_id)
+        job_log(job_id=job_id, text=f"\nFAILED: {type(exc).__name__}: {exc}\n")
+        _finish(job_id, JobStatus.FAILED, error_message=f"{type(exc).__name__}: {exc}")
+        return JobOutcome.FAILED
+    _finish(
+        job_id,
+        JobStatus.SUCCEEDED,
+        wall_seconds=round(time.perf_counter() - started, 1),
+        peak_rss_mb=round(outcome.peak_rss_mb, 1),
+    )
+    return JobOutcome.DONE
+
+
+def _is_infrastructure_error(exc: Exception) -> bool:
+    from django.db import DatabaseError, InterfaceError
+
+    return isinstance(exc, DatabaseError | InterfaceError)
+
+
+def _training_rows(job: RetrainingJob, data: Path) -> list:
+    data.mkdir(parents=True, exist_ok=True)
+    base = data / "base"
+    if not base.exists():
+        base.symlink_to(job.dataset.root, target_is_directory=True)
+    rows = [
+        ml_adapter.with_prefix(r, "base")
+        for r in datasets.dataset_training_rows(dataset=job.dataset)
+    ]
+    cases = job.feedback_cases.select_related("study").order_by("pk")
+    feedback = datasets.feedback_export(cases=cases, out_dir=data, task=job.task)
+    print(
+        f"training pool: {len(rows)} images of {job.dataset}; feedback: "
+        f"{len(feedback)} images of {cases.count()} confirmed case(s)",
+        flush=True,
+    )
+    return rows + feedback
+
+
+def _train(job: RetrainingJob):
+    out = run_dir(job)
+    if out.exists():
+        shutil.rmtree(out)  # a retried job starts clean
+    rows = _training_rows(job, out / "data")
+    RetrainingJob.objects.filter(pk=job.pk).update(
+        training_images=len(rows),
+        data_fingerprint=ml_adapter.manifest_fingerprint(rows),
+    )
+    return ml_adapter.train(
+        rows=rows,
+        data_root=out / "data",
+        out_dir=out / "run",
+        architecture=job.architecture,
+        task=job.task,
+        epochs=job.epochs,
+        seed=job.seed,
+        image_size=job.image_size,
+        name=f"{job.architecture}-{job.task}",
+        version=f"job-{job.pk}",
+        cache_dir=Path(settings.TRAINING_RUNS_DIR) / "cache",
+        progress=_progress(job.pk),
+    )
+
+
+def _register_candidate(job: RetrainingJob, outcome) -> ModelVersion:
+    candidate = model_version_register(
+        path=outcome.model_dir,
+        created_by=job.started_by,
+        source=ModelSource.TRAINING,
+        training_job=job,
+    )
+    print(f"candidate registered: {candidate}", flush=True)
+    return candidate
+
+
+def _evaluate_pair(job: RetrainingJob, candidate: ModelVersion) -> None:
+    """The candidate and the active model, on the same locked split."""
+    active = selectors.model_version_active(
+        task=candidate.task, modality=candidate.modality
+    )
+    for version in (candidate, active):
+        if version is not None:
+            evaluation = model_version_evaluate(version=version, dataset=job.dataset)
+            print(f"{version}: {_summary(evaluation)}", flush=True)
+
+
+def _summary(evaluation: ModelEvaluation) -> str:
+    if not evaluation.ok:
+        return f"not evaluated ({evaluation.error_message})"
+    study = evaluation.report["study"]
+    return (
+        f"locked test split: AUC {study['auc']:.3f}, sensitivity "
+        f"{study['sensitivity']:.3f}, specificity {study['specificity']:.3f}"
+    )
+
+
+def model_version_evaluate(
+    *, version: ModelVersion, dataset: TrainingDataset, refresh: bool = False
+) -> ModelEvaluation:
+    """Judge a model on a data set's locked split (kept: the split never changes).
+    A model that cannot be read is recorded with the reason, not raised."""
+    existing = ModelEvaluation.objects.filter(
+        model_version=version, dataset=dataset
+    ).first()
+    if existing is not None and existing.ok and not refresh:
+        return existing
+    fields = {"test_fingerprint": dataset.test_fingerprint, "report": {}, "roc": {}}
+    try:
+        report, roc = ml_adapter.evaluate(
+            model_dir=Path(version.path),
+            rows=datasets.dataset_test_rows(dataset=dataset),
+            data_root=Path(dataset.root),
+            cache_dir=Path(settings.TRAINING_RUNS_DIR) / "cache",
+        )
+        fields.update(report=report, roc=roc, error_message="")
+    except Exception as exc:  # any unreadable model is a recorded reason
+        if _is_infrastructure_error(exc):
+            raise
+        fields["error_message"] = f"{type(exc).__name__}: {exc}"[:2000]
+    evaluation, _ = ModelEvaluation.objects.update_or_create(
+        model_version=version, dataset=dataset, defaults=fields
+    )
+    return evaluation

@@ -1,0 +1,230 @@
+"""The model registry: the promotion gate, the audited override, rollback, uploads,
+and the next study analysed by the newly active version without a restart."""
+
+import io
+import zipfile
+
+import pytest
+from django.urls import reverse
+
+from accounts.models import AuditEntry
+from diagnosis import ml_adapter as study_adapter
+from feedback.models import ModelStatus, ModelVersion
+
+
+def promote(client, version, reason=""):
+    return client.post(
+        reverse("feedback:model-promote", args=[version.pk]),
+        {"override_reason": reason},
+    )
+
+
+@pytest.fixture
+def active(make_version, ready_dataset):
+    return make_version(
+        status=ModelStatus.ACTIVE, dataset=ready_dataset, auc=0.80, sens=0.90
+    )
+
+
+def test_gate_refuses_a_worse_candidate(as_admin, active, make_version, ready_dataset):
+    worse = make_version(dataset=ready_dataset, auc=0.70, sens=0.90)
+    page = as_admin.get(reverse("feedback:model-detail", args=[worse.pk]))
+    assert "Promotion gate: refuses" in page.text
+    promote(as_admin, worse)
+    worse.refresh_from_db()
+    active.refresh_from_db()
+    assert worse.status == ModelStatus.CANDIDATE
+    assert active.status == ModelStatus.ACTIVE
+    assert not AuditEntry.objects.filter(action="model.promote").exists()
+
+
+def test_gate_refuses_lower_sensitivity_beyond_the_tolerance(
+    as_admin, active, make_version, ready_dataset, settings
+):
+    settings.PROMOTION_TOLERANCE = 0.05
+    within = make_version(dataset=ready_dataset, auc=0.79, sens=0.86)
+    beyond = make_version(dataset=ready_dataset, auc=0.95, sens=0.80)
+    promote(as_admin, beyond)
+    beyond.refresh_from_db()
+    assert beyond.status == ModelStatus.CANDIDATE
+    promote(as_admin, within)
+    within.refresh_from_db()
+    assert within.status == ModelStatus.ACTIVE
+
+
+def test_gate_accepts_a_better_candidate(
+    as_admin, admin, active, make_version, ready_dataset
+):
+    better = make_version(dataset=ready_dataset, auc=0.88, sens=0.92)
+    page = as_admin.get(reverse("feedback:model-detail", args=[better.pk]))
+    assert "Promotion gate: passes" in page.text and "roc-figure" in page.text
+    promote(as_admin, better)
+    better.refresh_from_db()
+    active.refresh_from_db()
+    assert better.status == ModelStatus.ACTIVE
+    assert active.status == ModelStatus.RETIRED
+    assert better.previous_active == active
+    entry = AuditEntry.objects.get(action="model.promote")
+    assert entry.actor == admin
+    assert entry.detail["gate_passed"] and not entry.detail["override"]
+
+
+def test_override_promotes_with_an_audited_reason(
+    as_admin, active, make_version, ready_dataset
+):
+    worse = make_version(dataset=ready_dataset, auc=0.60, sens=0.50)
+    promote(as_admin, worse, reason="Vendor model validated on our local audit set")
+    worse.refresh_from_db()
+    assert worse.status == ModelStatus.ACTIVE
+    entry = AuditEntry.objects.get(action="model.promote")
+    assert entry.detail["override"] is True
+    assert entry.detail["override_reason"].startswith("Vendor model")
+    assert any("auc" in reason for reason in entry.detail["reasons"])
+
+
+def test_candidate_without_an_evaluation_needs_an_override(
+    as_admin, active, make_version
+):
+    unknown = make_version()
+    promote(as_admin, unknown)
+    unknown.refresh_from_db()
+    assert unknown.status == ModelStatus.CANDIDATE
+
+
+def test_first_model_needs_no_comparison(as_admin, make_version):
+    first = make_version()
+    promote(as_admin, first)
+    first.refresh_from_db()
+    assert first.status == ModelStatus.ACTIVE
+
+
+def test_rollback_restores_the_previous_version(
+    as_admin, active, make_version, ready_dataset
+):
+    better = make_version(dataset=ready_dataset, auc=0.9, sens=0.95)
+    promote(as_admin, better)
+    listing = as_admin.get(reverse("feedback:model-list"))
+    assert 'data-testid="rollback"' in listing.text
+    as_admin.post(reverse("feedback:model-rollback", args=[better.pk]))
+    active.refresh_from_db()
+    better.refresh_from_db()
+    assert active.status == ModelStatus.ACTIVE
+    assert better.status == ModelStatus.RETIRED
+    assert AuditEntry.objects.filter(action="model.rollback").count() == 1
+
+
+def test_promotion_is_for_admins_only(as_radiologist, api_radiologist, make_version):
+    candidate = make_version()
+    assert promote(as_radiologist, candidate).status_code == 403
+    url = reverse("api:model-version-promote", args=[candidate.pk])
+    assert api_radiologist.post(url, {}).status_code == 403
+    candidate.refresh_from_db()
+    assert candidate.status == ModelStatus.CANDIDATE
+
+
+def test_api_promotion_goes_through_the_gate(
+    admin, active, make_version, ready_dataset
+):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(admin)
+    worse = make_version(dataset=ready_dataset, auc=0.5, sens=0.5)
+    url = reverse("api:model-version-promote", args=[worse.pk])
+    assert api.post(url, {}, format="json").status_code == 400
+    response = api.post(url, {"override_reason": "trial"}, format="json")
+    assert response.status_code == 200
+
+
+def test_next_study_uses_the_promoted_version_without_restart(
+    as_admin, make_ready_study, active_model, make_version, stub_analysis
+):
+    seen = []
+    original = study_adapter.analyse
+
+    def spy(**kwargs):
+        seen.append(kwargs["model_sha256"])
+        return original(**kwargs)
+
+    stub = study_adapter.analyse
+    study_adapter.analyse = spy
+    try:
+        first = make_ready_study()
+        assert first.current_result.model_version == active_model
+        newer = make_version()  # no evaluation on either side: the admin overrides
+        promote(as_admin, newer, reason="switch test")
+        second = make_ready_study()
+    finally:
+        study_adapter.analyse = stub
+    assert second.current_result.model_version == newer
+    assert seen == [active_model.sha256, newer.sha256]
+
+
+def _archive(folder) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in folder.iterdir():
+            zf.write(path, arcname=path.name)
+    return buffer.getvalue()
+
+
+def test_upload_registers_a_candidate_and_queues_the_load_check(
+    as_admin, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from ml.modelfile import ModelCard, model_card_save
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.keras").write_bytes(b"weights")
+    model_card_save(
+        ModelCard(
+            name="vendor",
+            version="2",
+            architecture="custom_cnn",
+            task="binary",
+            classes=["normal", "stroke"],
+            modality="CT",
+            input_shape=[64, 64, 1],
+            preprocessing={"size": 64},
+        ),
+        folder,
+    )
+    checked = []
+    monkeypatch.setattr("feedback.tasks.model_check_task.delay", checked.append)
+    upload = SimpleUploadedFile("vendor.zip", _archive(folder))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = as_admin.post(reverse("feedback:model-list"), {"archive": upload})
+    version = ModelVersion.objects.get()
+    assert response.status_code == 302
+    assert (version.source, version.status) == ("upload", ModelStatus.CANDIDATE)
+    assert checked == [version.pk]
+
+
+def test_upload_of_a_damaged_archive_is_refused(as_admin):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("bad.zip", b"not a zip")
+    response = as_admin.post(reverse("feedback:model-list"), {"archive": upload})
+    assert response.status_code == 400
+    assert "not a zip archive" in response.text
+    assert not ModelVersion.objects.exists()
+
+
+def test_a_model_that_does_not_load_cannot_be_promoted(
+    as_admin, make_version, monkeypatch
+):
+    from feedback import ml_adapter, services
+
+    broken = make_version()
+
+    def fail(path):
+        raise ValueError("the Keras file is damaged")
+
+    monkeypatch.setattr(ml_adapter, "model_load_check", fail)
+    services.model_version_check(version_id=broken.pk)
+    promote(as_admin, broken, reason="please")
+    broken.refresh_from_db()
+    assert broken.status == ModelStatus.CANDIDATE
+    assert "damaged" in broken.load_error
