@@ -1,0 +1,31 @@
+"""The admin dashboard: users, feedback, jobs, models and the live figures."""
+
+from django.urls import reverse
+
+
+def test_dashboard_shows_live_figures(
+    as_admin, make_ready_study, as_radiologist, admin
+):
+    agreed, corrected = make_ready_study(), make_ready_study()
+    as_radiologist.post(
+        reverse("diagnosis:study-review", args=[agreed.pk]),
+        {"final_label": "stroke", "stroke_type": "hemorrhagic"},
+    )
+    as_radiologist.post(
+        reverse("diagnosis:study-review", args=[corrected.pk]),
+        {"final_label": "normal"},
+    )
+    page = as_admin.get(reverse("feedback:dashboard"))
+    assert page.status_code == 200
+    assert 'data-testid="agreement">50 %' in page.text
+    assert 'data-testid="cases-pending">1<' in page.text
+    assert "plotly/plotly.min.js" in page.text
+    figures = as_admin.get(reverse("feedback:dashboard-figures")).json()["figures"]
+    assert figures["studies"] == 2 and figures["reviewed_share"] == 1.0
+    assert figures["median_seconds_to_result"] is not None
+
+
+def test_plotly_is_served_locally(as_admin):
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("plotly/plotly.min.js")
