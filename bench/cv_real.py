@@ -37,11 +37,11 @@ EXPERIMENTS: dict[str, tuple[str, int, dict[str, Any]]] = {
     # Below: no early stop (patience = epochs); the best validation epoch is kept.
     # custom_cnn above stopped after 4-6 epochs on a noisy 10-scan validation part.
     "cnn_lstm": ("cnn_lstm", 96, {"epochs": 12, "patience": 12}),
-    "mobilenet_v2": ("mobilenet_v2", 96, {"epochs": 6, "patience": 6}),
+    "mobilenet_v2": ("mobilenet_v2", 96, {"epochs": 5, "patience": 5}),
     "resnet_mobilenet_fusion": (
         "resnet_mobilenet_fusion",
         64,
-        {"epochs": 4, "patience": 4, "steps_fraction": 0.5},
+        {"epochs": 3, "patience": 3, "steps_fraction": 0.5},
     ),
     "custom_cnn_long": ("custom_cnn", 96, {"epochs": 14, "patience": 14}),
 }
