@@ -180,3 +180,42 @@ def test_evaluation_never_imports_tensorflow():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_evaluate_cli_on_a_predictions_csv(tmp_path, capsys):
+    from ml.cli import main
+
+    csv_path = tmp_path / "predictions.csv"
+    studies = [
+        (f"s{g}", "stroke" if g % 2 else "normal", 0.2 + 0.5 * (g % 2))
+        for g in range(6)
+    ]
+    lines = ["group,label,prob"] + [
+        f"{n},{lab},{p}" for n, lab, p in studies for _ in range(4)
+    ]
+    csv_path.write_text("\n".join(lines) + "\n")
+    code = main(
+        ["evaluate", "--predictions", str(csv_path), "--out", str(tmp_path / "ev"),
+         "--bootstrap", "50"]
+    )  # fmt: skip
+    assert code == 0
+    assert "study: auc 1.00" in capsys.readouterr().out
+    assert (tmp_path / "ev" / "report.html").is_file()
+
+
+def test_leakage_cli_compares_two_existing_reports(tmp_path, capsys):
+    from ml.cli import main
+
+    def write(name, auc):
+        section = {"auc": auc, "accuracy": auc, "sensitivity": 0.5, "specificity": 0.5}
+        path = tmp_path / name
+        path.write_text(json.dumps({"pooled": {"slice": section, "study": section}}))
+        return str(path)
+
+    code = main(
+        ["leakage", "--reports", write("g.json", 0.6), write("r.json", 0.9),
+         "--out", str(tmp_path / "leak")]
+    )  # fmt: skip
+    assert code == 0
+    assert "+0.300" in capsys.readouterr().out
+    assert json.loads((tmp_path / "leak" / "leakage.json").read_text())["study"]
