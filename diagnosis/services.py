@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.audit import audit_record
 from accounts.models import User
 from feedback import selectors as model_selectors
+from reports import services as report_services
 from feedback import services as feedback_services
 
 from . import ml_adapter, storage
@@ -509,6 +510,7 @@ def _results_store(*, study, model, token, analysis, volume) -> str:
             timings=analysis.timings,
         )
         _slices_update(study, analysis, derived["heatmaps"])
+        report_services.report_enqueue(study_id=study.pk)
     derived["volume"].replace(storage.volume_path(study.pk))
     return ProcessOutcome.DONE
 
@@ -591,6 +593,7 @@ def review_submit(
         impression=impression,
     )
     feedback_services.feedback_case_from_review(review=review)
+    report_services.report_enqueue(study_id=study.pk)
     audit_record(
         action="study.review",
         request=request,

@@ -288,6 +288,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "diagnosis.tasks.*": {"queue": "inference"},
     "feedback.tasks.retrain*": {"queue": "training"},
+    "reports.tasks.*": {"queue": "default"},
     # Loading an uploaded model means TensorFlow: the training worker does it.
     "feedback.tasks.model_check_task": {"queue": "training"},
 }

@@ -32,7 +32,9 @@ USE_REDIS = _forced != "sqlite" and _answers("127.0.0.1", 6379)
 
 if USE_POSTGRES:
     DATABASES["default"] = env.db_url_config(PG_URL)
-    DATABASES["default"]["TEST"] = {"NAME": "test_stroke_portal"}
+    # One test database per run, so that two runs on one machine (a developer's and
+    # CI's) do not flush each other's data.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_stroke_portal_{os.getpid()}"}
     # Worker threads in tests must not keep connections that block dropping the
     # test database.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
