@@ -24,8 +24,8 @@ from django.utils import timezone
 from accounts.audit import audit_record
 from accounts.models import User
 from feedback import selectors as model_selectors
-from reports import services as report_services
 from feedback import services as feedback_services
+from reports import services as report_services
 
 from . import ml_adapter, storage
 from .models import (
