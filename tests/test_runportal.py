@@ -49,7 +49,7 @@ def manage(env, *args):
         env=env,
         check=True,
         capture_output=True,
-        timeout=180,
+        timeout=600,
     )
 
 
