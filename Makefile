@@ -29,6 +29,7 @@ setup: install .env
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py demo_users
+	$(BIN)/python manage.py model_ensure --demo
 
 run: setup
 	$(BIN)/python scripts/runportal.py

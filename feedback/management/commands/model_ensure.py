@@ -46,6 +46,7 @@ class Command(BaseCommand):
             subprocess.run(  # noqa: S603 - this interpreter, our own module
                 [sys.executable, "-m", "ml", "demo-model", "--out", str(folder)],
                 check=True,
+                cwd=settings.BASE_DIR,
             )
         self._activate(folder)
 
