@@ -9,12 +9,13 @@ import io
 import logging
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.http import HttpRequest
 from django.utils import timezone
@@ -118,14 +119,20 @@ def retraining_job_enqueue(*, job_id: int) -> None:
     retrain_task.delay(job_id)
 
 
+STALE_AFTER = timedelta(minutes=15)
+
+
 def retraining_job_cancel(
     *, job: RetrainingJob, by: User, request: HttpRequest | None = None
 ) -> bool:
-    """A queued job is cancelled at once; a running one stops after its epoch."""
+    """A queued job is cancelled at once; a running one stops after its epoch. A
+    running job whose worker has been silent for STALE_AFTER died with it: it is
+    cancelled at once, so that it no longer blocks the next job."""
     now = timezone.now()
-    queued = RetrainingJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-        status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now
-    )
+    silent = Q(status=JobStatus.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
+    queued = RetrainingJob.objects.filter(
+        Q(status=JobStatus.QUEUED) | silent, pk=job.pk
+    ).update(status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now)
     running = RetrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
         cancel_requested=True
     )
@@ -225,7 +232,11 @@ def retraining_job_run(*, job_id: int) -> str:
     running the task twice does nothing the second time."""
     claimed = RetrainingJob.objects.filter(
         pk=job_id, status=JobStatus.QUEUED, cancel_requested=False
-    ).update(status=JobStatus.RUNNING, started_at=timezone.now())
+    ).update(
+        status=JobStatus.RUNNING,
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
     if not claimed:
         return JobOutcome.SKIPPED
     job = RetrainingJob.objects.select_related("dataset").get(pk=job_id)

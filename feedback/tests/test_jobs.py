@@ -249,3 +249,19 @@ def test_tensorflow_is_not_imported_by_web_modules():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_a_job_whose_worker_died_can_be_cancelled(as_admin, ready_dataset, no_enqueue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    start(as_admin, ready_dataset)
+    job = RetrainingJob.objects.get()
+    RetrainingJob.objects.update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    as_admin.post(reverse("feedback:job-cancel", args=[job.pk]))
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert start(as_admin, ready_dataset).status_code == 302  # no longer blocked
