@@ -169,6 +169,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "heatmap_slices": [s.index for s in slices if s.heatmap_name],
             "probabilities": [s.probability for s in slices],
             "reviews": selectors.study_reviews(study=study),
+            "feedback_cases": study.feedback_cases.order_by("-created_at"),
             "results": selectors.study_results(study=study),
             "review_form": ReviewForm(initial=initial),
             "can_review": request.user.role in (Role.RADIOLOGIST, Role.ADMIN),

@@ -278,3 +278,29 @@ def test_schema_and_docs_are_served_locally(as_radiologist):
     assert schema.status_code == 200 and b"/api/v1/studies/" in schema.content
     docs = as_radiologist.get(reverse("api-docs")).content.decode()
     assert "swagger-ui" in docs and "cdn" not in docs.lower()
+
+
+def test_disagreeing_review_shows_its_feedback_case(three_studies, as_radiologist):
+    study = three_studies["bleed"]
+    as_radiologist.post(
+        reverse("diagnosis:study-review", args=[study.pk]),
+        {"final_label": "normal", "impression": "Calcification."},
+    )
+    page = as_radiologist.get(reverse("diagnosis:study-detail", args=[study.pk]))
+    assert "Training feedback case" in page.content.decode()
+    assert study.feedback_cases.count() == 1
+
+
+def test_hard_case_is_flagged_from_the_study_page(three_studies, as_radiologist):
+    study = three_studies["infarct"]
+    url = reverse("diagnosis:study-detail", args=[study.pk])
+    assert "this was hard to read" not in as_radiologist.get(url).content.decode()
+    as_radiologist.post(
+        reverse("diagnosis:study-review", args=[study.pk]), {"agree": "1"}
+    )
+    assert "this was hard to read" in as_radiologist.get(url).content.decode()
+    as_radiologist.post(
+        reverse("feedback:case-flag"),
+        {"study": study.pk, "note": "Flagged from the study page"},
+    )
+    assert study.feedback_cases.count() == 1
