@@ -61,12 +61,14 @@ class OnnxExportResult:
         return self.path is not None
 
 
-def check_batch(*, input_shape: list[int | None], seed: int = 0) -> np.ndarray:
+def check_batch(
+    *, input_shape: list[int | None], count: int = CHECK_SLICES, seed: int = 0
+) -> np.ndarray:
     """A reproducible batch for comparing two runtimes of one model.
 
     ``input_shape``: the card's (H, W, C) or (D, H, W, C). Returns float32 in [0, 1]:
-    (CHECK_SLICES, H, W, C) for slice models, (1, CHECK_SLICES, H, W, C) for study
-    models (D is replaced when None). Smooth blobs plus noise, so that activations
+    (count, H, W, C) for slice models, (1, count, H, W, C) for study models (D is
+    replaced when None). Smooth blobs plus noise, so that activations
     look more like an image's than uniform noise does.
     """
     height, width, channels = (int(v or 0) for v in input_shape[-3:])
@@ -74,8 +76,10 @@ def check_batch(*, input_shape: list[int | None], seed: int = 0) -> np.ndarray:
         raise ValueError(f"input_shape {input_shape} needs fixed H, W and C")
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    batch = np.empty((CHECK_SLICES, height, width, channels), np.float32)
-    for i in range(CHECK_SLICES):
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    batch = np.empty((count, height, width, channels), np.float32)
+    for i in range(count):
         cy, cx = rng.uniform(0.3, 0.7, 2) * (height, width)
         radius = rng.uniform(0.15, 0.4) * min(height, width)
         blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2.0 * radius**2))
@@ -121,6 +125,11 @@ def onnx_session(path: str | Path, *, threads: int | None = None) -> Any:
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # A worker also holds TensorFlow (Grad-CAM): no arena that keeps its peak
+    # allocation for the life of the process, and no threads spinning for work on
+    # cores that TensorFlow or other workers need.
+    options.enable_cpu_mem_arena = False
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = int(threads)
     return ort.InferenceSession(
