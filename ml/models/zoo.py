@@ -19,6 +19,11 @@ import keras
 from keras import layers, ops
 
 CUSTOM_FILTERS = (32, 32, 64, 64, 64, 64)
+#: Batch-norm momentum of the Keras-applications backbones. Their ImageNet defaults
+#: (0.99 / 0.999) leave the moving statistics far from the batch statistics after
+#: the few hundred steps a from-scratch run takes here, and inference outputs
+#: collapse to a constant (validation AUC exactly 0.5).
+BACKBONE_BN_MOMENTUM = 0.9
 ENCODER_FILTERS = (32, 32, 64, 64, 64, 64)
 
 
@@ -98,15 +103,24 @@ def _vgg16(x: Any) -> keras.Model:
     )
 
 
+def _set_bn_momentum(backbone: keras.Model, momentum: float) -> None:
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = momentum
+
+
 def build_backbone_model(
     name: str, input_shape: tuple[int, int, int], *, classes: int, **options: Any
 ) -> tuple[keras.Model, dict[str, keras.Model]]:
     """``resnet50`` / ``mobilenet_v2`` / ``vgg16`` + global average pool
     (``embedding``) + dropout + softmax.
 
-    Options: ``dropout`` (default 0.3), ``alpha`` (MobileNetV2 width, default 1.0).
+    Options: ``dropout`` (default 0.3), ``alpha`` (MobileNetV2 width, default 1.0),
+    ``bn_momentum`` (default :data:`BACKBONE_BN_MOMENTUM`).
     """
-    allowed = {"dropout", "alpha"} if name == "mobilenet_v2" else {"dropout"}
+    allowed = {"dropout", "bn_momentum"} | (
+        {"alpha"} if name == "mobilenet_v2" else set()
+    )
     _check_options(name, options, allowed)
     inputs = keras.Input(input_shape, name="image")
     x = _rgb_signed(inputs)
@@ -116,6 +130,7 @@ def build_backbone_model(
         backbone = _mobilenet_v2(x, float(options.get("alpha", 1.0)))
     else:
         backbone = _vgg16(x)
+    _set_bn_momentum(backbone, float(options.get("bn_momentum", BACKBONE_BN_MOMENTUM)))
     features = layers.GlobalAveragePooling2D(name="embedding")(backbone.output)
     outputs = _head(features, classes=classes, dropout=options.get("dropout", 0.3))
     return keras.Model(inputs, outputs, name=name), {name: backbone}
@@ -129,13 +144,19 @@ def build_fusion(
     softmax.
 
     Options: ``units`` (default 256), ``dropout`` (default 0.4), ``alpha``
-    (MobileNetV2 width, default 1.0).
+    (MobileNetV2 width, default 1.0), ``bn_momentum`` (default 0.9).
     """
-    _check_options("resnet_mobilenet_fusion", options, {"units", "dropout", "alpha"})
+    _check_options(
+        "resnet_mobilenet_fusion", options, {"units", "dropout", "alpha", "bn_momentum"}
+    )
     inputs = keras.Input(input_shape, name="image")
     x = _rgb_signed(inputs)
     resnet = _resnet50(x)
     mobilenet = _mobilenet_v2(x, float(options.get("alpha", 1.0)))
+    for backbone in (resnet, mobilenet):
+        _set_bn_momentum(
+            backbone, float(options.get("bn_momentum", BACKBONE_BN_MOMENTUM))
+        )
     pooled = [
         layers.GlobalAveragePooling2D(name="resnet_pool")(resnet.output),
         layers.GlobalAveragePooling2D(name="mobilenet_pool")(mobilenet.output),
