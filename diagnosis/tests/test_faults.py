@@ -53,7 +53,7 @@ def worker(transactional_db, tmp_path, files_root):
         DJANGO_SETTINGS_MODULE="stroke_portal.settings",
         DJANGO_SECRET_KEY="fault-test-" + "x" * 40,
         DATABASE_URL=f"postgres://{database['USER']}@{database['HOST']}:"
-        f"{database['PORT']}/{database['NAME']}",
+        f"{database['PORT']}/{database['NAME']}?application_name=fault-worker",
         CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
         REDIS_URL="",
         DATA_DIR=str(tmp_path),
@@ -127,7 +127,7 @@ def test_database_cut_during_a_task_is_retried_and_completes(
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND application_name = 'fault-worker'"
         )
         assert cursor.fetchone()[0] >= 1
     wait_for(study, {StudyStatus.READY, StudyStatus.FAILED}, 90, log)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from ml.io.limits import LimitExceeded, LoadLimits, check_pixels
 from ml.io.plan import Candidate, rejected_only, split_majority
@@ -67,6 +69,23 @@ def slice_order_key(name: str) -> tuple:
     return (0, int(numbers[-1]), natural) if numbers else (1, 0, natural)
 
 
+_truncation_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _refusing_truncated_images():
+    """Pillow's LOAD_TRUNCATED_IMAGES is process-wide, and some libraries turn it on
+    at import (WeasyPrint does); a cut-off scan must still be refused, not silently
+    completed with grey."""
+    with _truncation_lock:
+        before = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
 def read_image(
     path: str | os.PathLike[str], *, limits: LoadLimits = DEFAULT_IMAGE_LIMITS
 ) -> np.ndarray:
@@ -75,7 +94,7 @@ def read_image(
     EXIF orientation is applied; colour is converted to luminance (ITU-R 601-2);
     alpha is dropped. Raises ValueError for other formats or oversized images.
     """
-    with Image.open(path, formats=_FORMATS) as im:
+    with _refusing_truncated_images(), Image.open(path, formats=_FORMATS) as im:
         _check_pixels(im.size, limits=limits)
         oriented = ImageOps.exif_transpose(im)
     if oriented.mode not in _HIGH_DEPTH_MODES and oriented.mode != "L":

@@ -141,3 +141,22 @@ def test_load_study_sets_aside_a_truncated_jpeg(tmp_path):
     [rejected] = result.rejected
     assert rejected.name.endswith("1.jpg")
     assert rejected.reason.startswith("corrupt or unsupported JPEG image")
+
+
+def test_truncated_jpeg_is_refused_even_when_pillow_is_told_to_load_it(
+    tmp_path, monkeypatch
+):
+    """WeasyPrint sets Pillow's process-wide LOAD_TRUNCATED_IMAGES at import; a cut-off
+    slice must still be set aside, not completed with grey."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    save_image(tmp_path / "1.jpg", _noise())
+    good = save_image(tmp_path / "2.jpg", _noise())
+    cut = (tmp_path / "1.jpg").read_bytes()
+    (tmp_path / "1.jpg").write_bytes(cut[: len(cut) // 2])
+
+    result = load_study(tmp_path)
+
+    assert result.consumed == [f"{tmp_path.name}/{good.name}"]
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # left as it was found
