@@ -9,6 +9,15 @@ def pytest_report_header(config):
     return [f"stroke-portal test backends: {description}"] if description else []
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache (counts and throttles are cached)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def admin(db):
     from accounts.tests.factories import UserFactory

@@ -3,6 +3,7 @@ they uploaded; radiologists and admins see all."""
 
 from datetime import date, datetime, time, timedelta
 
+from django.core.cache import cache
 from django.db.models import (
     Count,
     QuerySet,
@@ -70,7 +71,19 @@ def study_list_for_user(
     return studies.order_by("bucket", "-priority", "created_at")
 
 
+COUNTS_CACHE_SECONDS = 3
+
+
 def study_counts_for_user(*, user: User) -> dict[str, int]:
+    """Studies per state in the user's scope. Every worklist page and poll shows
+    them, so they are shared for a few seconds (per scope) rather than recounted."""
+    scope = "all" if user.role in (Role.RADIOLOGIST, Role.ADMIN) else f"user-{user.pk}"
+    return cache.get_or_set(
+        f"study-counts:{scope}", lambda: _study_counts(user), COUNTS_CACHE_SECONDS
+    )
+
+
+def _study_counts(user: User) -> dict[str, int]:
     studies = _visible(user)
     counts = dict(studies.order_by().values_list("status").annotate(n=Count("pk")))
     counts["to_review"] = studies.filter(bucket=WorklistBucket.TO_REVIEW).count()

@@ -47,11 +47,13 @@ else:
 if USE_REDIS:
     CELERY_BROKER_URL = TEST_REDIS_URL
     CELERY_RESULT_BACKEND = TEST_REDIS_URL
+    # Its own Redis database: tests clear the cache, which must not drop the broker's
+    # queues.
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": TEST_REDIS_URL,
-            "KEY_PREFIX": "stroke-portal-test",
+            "LOCATION": TEST_REDIS_URL.rsplit("/", 1)[0] + "/13",
+            "KEY_PREFIX": f"stroke-portal-test-{os.getpid()}",
         }
     }
 else:
