@@ -43,7 +43,6 @@ EXPERIMENTS: dict[str, tuple[str, int, dict[str, Any]]] = {
         64,
         {"epochs": 3, "patience": 3, "steps_fraction": 0.5},
     ),
-    "custom_cnn_long": ("custom_cnn", 96, {"epochs": 14, "patience": 14}),
 }
 
 
