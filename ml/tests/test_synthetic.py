@@ -1,7 +1,6 @@
 """Tests for ml.synthetic: phantom densities, lesions, DICOM/PNG writers."""
 
 import csv
-import time
 
 import cv2
 import numpy as np
@@ -145,12 +144,6 @@ def test_lesion_appears_even_in_a_very_short_stack():
 def test_make_phantom_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_phantom(**kwargs)
-
-
-def test_full_size_phantom_is_fast():
-    start = time.perf_counter()
-    make_phantom(label="ischemic", size=256, slices=24, seed=1)
-    assert time.perf_counter() - start < 1.5  # ~0.2 s here; slack for busy CI
 
 
 def _read_series(paths):
