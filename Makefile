@@ -44,7 +44,8 @@ test-sqlite: install-dev
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python manage.py makemigrations --check --dry-run
+	DJANGO_SECRET_KEY=lint-only DATA_DIR=$$(mktemp -d) \
+		$(BIN)/python manage.py makemigrations --check --dry-run
 
 format: install-dev
 	$(BIN)/ruff format .
