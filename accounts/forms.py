@@ -65,10 +65,6 @@ class RegistrationForm(UserCreationForm):
         self.fields["email"].help_text = "Use your hospital e-mail address."
 
 
-class ApproveForm(forms.Form):
-    role = forms.ChoiceField(choices=Role.choices)
-
-
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
 

@@ -17,7 +17,6 @@ from django.views.decorators.http import require_POST
 from . import selectors, services
 from .audit import Action, audit_record
 from .forms import (
-    ApproveForm,
     AuditFilterForm,
     LoginForm,
     RegistrationForm,
@@ -178,7 +177,7 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "accounts/user_detail.html",
         {
             "subject": user,
-            "approve_form": ApproveForm(
+            "approve_form": RoleForm(
                 initial={"role": user.requested_role or user.role}
             ),
             "role_form": RoleForm(initial={"role": user.role}),
@@ -203,43 +202,34 @@ def _user_action(request: HttpRequest, pk: int, action, success: str) -> HttpRes
     return redirect("accounts:user-detail", pk=user.pk)
 
 
-def _role_from(request: HttpRequest, form_class) -> str | None:
-    form = form_class(request.POST)
+def _user_role_action(request: HttpRequest, pk: int, service, success: str):
+    """A user-management action that takes the role chosen in the form."""
+    form = RoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose one of the listed roles.")
-        return None
-    return form.cleaned_data["role"]
+        return redirect("accounts:user-detail", pk=pk)
+    role = form.cleaned_data["role"]
+    return _user_action(
+        request,
+        pk,
+        lambda u: service(user=u, role=role, by=request.user, request=request),
+        success,
+    )
 
 
 @admin_required
 @require_POST
 def user_approve(request: HttpRequest, pk: int) -> HttpResponse:
-    role = _role_from(request, ApproveForm)
-    if role is None:
-        return redirect("accounts:user-detail", pk=pk)
-    return _user_action(
-        request,
-        pk,
-        lambda u: services.user_approve(
-            user=u, role=role, by=request.user, request=request
-        ),
-        "{user} can now sign in.",
+    return _user_role_action(
+        request, pk, services.user_approve, "{user} can now sign in."
     )
 
 
 @admin_required
 @require_POST
 def user_set_role(request: HttpRequest, pk: int) -> HttpResponse:
-    role = _role_from(request, RoleForm)
-    if role is None:
-        return redirect("accounts:user-detail", pk=pk)
-    return _user_action(
-        request,
-        pk,
-        lambda u: services.user_set_role(
-            user=u, role=role, by=request.user, request=request
-        ),
-        "The role of {user} has been changed.",
+    return _user_role_action(
+        request, pk, services.user_set_role, "The role of {user} has been changed."
     )
 
 
