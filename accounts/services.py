@@ -211,13 +211,16 @@ def user_password_changed(*, user: User, request: HttpRequest) -> None:
 DEMO_USERS = (
     ("demo-admin", Role.ADMIN, "Ada", "Admin"),
     ("demo-radiologist", Role.RADIOLOGIST, "Rita", "Radiologist"),
+    # A second reader: feedback cases need a radiologist other than the one who
+    # disagreed with the AI to confirm them.
+    ("demo-radiologist2", Role.RADIOLOGIST, "Raj", "Reader"),
     ("demo-clinician", Role.CLINICIAN, "Carl", "Clinician"),
 )
 
 
 @transaction.atomic
 def demo_users_ensure() -> list[tuple[str, str, str | None]]:
-    """Create the three demo accounts that do not exist yet.
+    """Create the demo accounts that do not exist yet.
 
     Returns (username, role, password) for each; the password is None for an
     account that already existed (its password is not known any more).

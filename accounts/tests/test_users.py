@@ -218,8 +218,13 @@ def test_demo_users_command_prints_passwords_once(db, tmp_path, settings_data_di
     out = StringIO()
     call_command("demo_users", stdout=out)
     first = out.getvalue()
-    found = dict(re.findall(r"(demo-\w+)\s+(\w{16})", first))
-    assert set(found) == {"demo-admin", "demo-radiologist", "demo-clinician"}
+    found = dict(re.findall(r"(demo-[\w-]+?)\s+(\w{16})", first))
+    assert set(found) == {
+        "demo-admin",
+        "demo-radiologist",
+        "demo-radiologist2",
+        "demo-clinician",
+    }
     for username, password in found.items():
         assert sign_in(Client(), username, password).status_code == 302
     out = StringIO()

@@ -1,4 +1,4 @@
-"""Create the three demo accounts (admin, radiologist, clinician) once.
+"""Create the demo accounts (an admin, two radiologists, a clinician) once.
 
 Their passwords are printed once, when they are created, and kept in
 DATA_DIR/demo-credentials.txt (readable by the owner only). Demo accounts are for
