@@ -33,7 +33,14 @@ class DatasetForm(forms.Form):
     root = forms.CharField(
         label="Folder on the server",
         max_length=500,
+        required=False,
         help_text="Class folders (Normal/, Stroke/ ...) below it.",
+    )
+    archive = forms.FileField(
+        label="or a zip file",
+        required=False,
+        help_text="The same class folders, zipped (at its top or inside one folder).",
+        widget=forms.ClearableFileInput(attrs={"accept": ".zip,application/zip"}),
     )
     group_regex = forms.CharField(
         label="Scan pattern",
@@ -49,6 +56,14 @@ class DatasetForm(forms.Form):
         help_text="Share of scans locked away as the test split, chosen once.",
     )
     seed = forms.IntegerField(initial=0, min_value=0)
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("root")) == bool(data.get("archive")):
+            raise forms.ValidationError(
+                "Give either a folder on the server or a zip file (one of the two)."
+            )
+        return data
 
 
 class JobForm(forms.Form):

@@ -27,6 +27,8 @@ from ml.datasets import (
     read_manifest,
     write_manifest,
 )
+from ml.io.archive import data_archive_check, extract_data_archive
+from ml.io.limits import LoadLimits
 from ml.modelfile import ModelFileError, model_archive_unpack, model_card_load
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "ModelFileError",
     "TrainOutcome",
     "architectures",
+    "data_archive_extract",
+    "data_archive_problems",
     "dataset_index",
     "evaluate",
     "export_dicom_files",
@@ -88,6 +92,27 @@ def manifest_write(rows: Sequence[ManifestRow], path: Path) -> None:
 
 def manifest_read(path: Path) -> list[ManifestRow]:
     return read_manifest(path)
+
+
+def _archive_limits(*, max_files: int, max_bytes: int) -> LoadLimits:
+    # A training image is small; a member above 512 MiB is no image of ours.
+    return LoadLimits(max_files=max_files, max_total_bytes=max_bytes)
+
+
+def data_archive_problems(path: Path, *, max_files: int, max_bytes: int) -> list[str]:
+    """Why a zip of training data cannot be a data set ([] when it can), read
+    from its directory only."""
+    limits = _archive_limits(max_files=max_files, max_bytes=max_bytes)
+    return data_archive_check(path, limits=limits)
+
+
+def data_archive_extract(
+    path: Path, dest: Path, *, max_files: int, max_bytes: int
+) -> Path:
+    """Unpack a zip of training data into ``dest``; returns the folder to index.
+    Raises ValueError naming what could not be unpacked."""
+    limits = _archive_limits(max_files=max_files, max_bytes=max_bytes)
+    return extract_data_archive(path, dest, limits=limits).root
 
 
 def _binary(label: str) -> str:

@@ -171,12 +171,17 @@ class DatasetStatus(models.TextChoices):
 
 
 class TrainingDataset(BaseModel):
-    """A folder of labelled images on the server, indexed once. Its locked test
-    split is chosen at registration (by scan, duplicates kept together), stored, and
-    never handed to training: every candidate and the active model are judged on it."""
+    """A folder of labelled images on the server (or an uploaded zip of one),
+    indexed once. Its locked test split is chosen at registration (by scan,
+    duplicates kept together), stored, and never handed to training: every
+    candidate and the active model are judged on it."""
 
     name = models.CharField(max_length=120, unique=True)
     root = models.CharField(max_length=500, help_text="Folder on the server.")
+    # Set when the data set came as an uploaded zip, which the index task unpacks
+    # under DATASETS_DIR (root is then that folder).
+    archive_name = models.CharField(max_length=255, blank=True)
+    archive_bytes = models.BigIntegerField(default=0)
     group_regex = models.CharField(max_length=200, blank=True)
     test_fraction = models.FloatField(default=0.2)
     seed = models.PositiveIntegerField(default=0)

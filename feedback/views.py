@@ -116,7 +116,7 @@ def case_flag(request: HttpRequest) -> HttpResponse:
 # --- Data sets --------------------------------------------------------------------
 @admin_required
 def dataset_list(request: HttpRequest) -> HttpResponse:
-    form = DatasetForm(request.POST or None)
+    form = DatasetForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
             dataset = services.dataset_register(

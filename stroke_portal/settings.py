@@ -335,6 +335,12 @@ TRAINING_DATA_DIRS = [
     if folder
 ] or [DATA_DIR / "training-data"]
 DATASETS_DIR = DATA_DIR / "datasets"
+# Data sets uploaded as a zip (checked in the request, unpacked by the worker).
+DATASET_UPLOAD_MAX_BYTES = env.int("DATASET_UPLOAD_MAX_MB", default=4096) * 1024 * 1024
+DATASET_UNPACKED_MAX_BYTES = (
+    env.int("DATASET_UNPACKED_MAX_MB", default=16384) * 1024 * 1024
+)
+DATASET_MAX_FILES = env.int("DATASET_MAX_FILES", default=200_000)
 TRAINING_RUNS_DIR = DATA_DIR / "training-runs"
 # A scheduled retraining runs only when this many confirmed cases are new since the
 # last job.

@@ -1,13 +1,16 @@
-"""Writes for training data sets: register a server folder, index it once (in a
-task) and lock its test split; export confirmed feedback as training images."""
+"""Writes for training data sets: register a server folder or an uploaded zip,
+index it once (in a task, which unpacks the zip) and lock its test split; export
+confirmed feedback as training images."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -54,37 +57,88 @@ def _allowed_folder(root: str) -> Path:
 def dataset_register(
     *,
     name: str,
-    root: str,
     by: User,
+    root: str = "",
+    archive: UploadedFile | None = None,
     group_regex: str = "",
     test_fraction: float = 0.2,
     seed: int = 0,
     request: HttpRequest | None = None,
 ) -> TrainingDataset:
-    """Record a data set and queue its indexing; the locked test split is chosen
-    by that indexing, once."""
-    folder = _allowed_folder(root)
+    """Record a data set from a server folder or an uploaded zip, and queue its
+    indexing (which unpacks the zip first); the locked test split is chosen by
+    that indexing, once. A refused zip leaves no row and no file behind."""
+    if bool(root) == (archive is not None):
+        raise ValidationError("Give either a folder on the server or a zip file.")
+    folder = str(_allowed_folder(root)) if root else ""
     if not 0.05 <= test_fraction <= 0.5:
         raise ValidationError({"test_fraction": "Choose between 0.05 and 0.5."})
     if TrainingDataset.objects.filter(name=name).exists():
         raise ValidationError({"name": "A data set of this name exists."})
     dataset = TrainingDataset.objects.create(
         name=name,
-        root=str(folder),
+        root=folder,
+        archive_name=archive.name if archive else "",
+        archive_bytes=archive.size if archive else 0,
         group_regex=group_regex,
         test_fraction=test_fraction,
         seed=seed,
         created_by=by,
     )
+    if archive is not None:
+        _archive_store(dataset, archive)
     audit_record(
         action="dataset.register",
         request=request,
         actor=by,
         obj=dataset,
-        detail={"root": str(folder), "test_fraction": test_fraction},
+        detail={
+            "root": folder,
+            "archive": dataset.archive_name,
+            "archive_bytes": dataset.archive_bytes,
+            "test_fraction": test_fraction,
+        },
     )
     transaction.on_commit(lambda: dataset_index_enqueue(dataset_id=dataset.pk))
     return dataset
+
+
+def archive_path(dataset: TrainingDataset) -> Path:
+    return dataset_dir(dataset) / "upload.zip"
+
+
+def _archive_store(dataset: TrainingDataset, archive: UploadedFile) -> None:
+    """Keep the zip for the index task, or refuse it (naming the reason) and
+    remove what was written; the caller's transaction drops the row."""
+    limit = settings.DATASET_UPLOAD_MAX_BYTES
+    if archive.size > limit:
+        raise ValidationError(
+            {"archive": f"{archive.name} is larger than {limit // 2**20} MiB."}
+        )
+    folder = dataset_dir(dataset)
+    shutil.rmtree(folder, ignore_errors=True)  # left by a request that died
+    folder.mkdir(parents=True)
+    try:
+        with archive_path(dataset).open("wb") as out:
+            for chunk in archive.chunks():
+                out.write(chunk)
+        problems = ml_adapter.data_archive_problems(
+            archive_path(dataset), **_archive_limits()
+        )
+        if problems:
+            raise ValidationError(
+                {"archive": f"{archive.name} cannot be used: " + "; ".join(problems)}
+            )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _archive_limits() -> dict[str, int]:
+    return {
+        "max_files": settings.DATASET_MAX_FILES,
+        "max_bytes": settings.DATASET_UNPACKED_MAX_BYTES,
+    }
 
 
 def dataset_index_enqueue(*, dataset_id: int) -> None:
@@ -100,6 +154,8 @@ def dataset_index(*, dataset_id: int) -> str:
     if dataset.status != DatasetStatus.INDEXING:
         return dataset.status
     try:
+        if dataset.archive_name:
+            _archive_unpack(dataset)
         index = ml_adapter.dataset_index(
             Path(dataset.root),
             group_regex=dataset.group_regex,
@@ -110,6 +166,8 @@ def dataset_index(*, dataset_id: int) -> str:
         TrainingDataset.objects.filter(pk=dataset.pk).update(
             status=DatasetStatus.FAILED, error_message=str(exc)[:2000]
         )
+        if dataset.archive_name:  # an upload that cannot be used takes no disk
+            shutil.rmtree(dataset_dir(dataset), ignore_errors=True)
         return DatasetStatus.FAILED
     ml_adapter.manifest_write(index.pool, pool_manifest_path(dataset))
     ml_adapter.manifest_write(index.test, test_manifest_path(dataset))
@@ -130,6 +188,22 @@ def dataset_index(*, dataset_id: int) -> str:
         indexed_at=timezone.now(),
     )
     return DatasetStatus.READY
+
+
+def _archive_unpack(dataset: TrainingDataset) -> None:
+    """Unpack the uploaded zip once; a run that died halfway starts over."""
+    archive = archive_path(dataset)
+    if not archive.exists():
+        return  # unpacked by an earlier run
+    target = dataset_dir(dataset) / "files"
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        root = ml_adapter.data_archive_extract(archive, target, **_archive_limits())
+    except ValueError as exc:
+        raise ValueError(f"{dataset.archive_name}: {exc}") from exc
+    TrainingDataset.objects.filter(pk=dataset.pk).update(root=str(root))
+    dataset.root = str(root)
+    archive.unlink()
 
 
 def dataset_training_rows(*, dataset: TrainingDataset) -> list:

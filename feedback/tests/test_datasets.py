@@ -110,3 +110,110 @@ def test_confirmed_feedback_is_exported_with_its_study_as_group(
     assert {r.group for r in rows} == {f"feedback study {study.pk}"}
     assert {r.label for r in rows} == {"normal"}
     assert all((out / r.path).is_file() for r in rows)
+
+
+# --- data sets uploaded as a zip ------------------------------------------------------
+def zip_of(folder, top="brain-ct", extra=None):
+    """The folder zipped as a user would (inside one top folder, with macOS
+    clutter), as an upload."""
+    import io
+    import zipfile
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{top}/{path.relative_to(folder)}")
+        zf.writestr(f"__MACOSX/{top}/._x.png", b"resource fork")
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return SimpleUploadedFile("brain-ct.zip", buffer.getvalue(), "application/zip")
+
+
+def upload(client, archive, **extra):
+    return client.post(
+        reverse("feedback:dataset-list"),
+        {"name": "uploaded", "archive": archive, "test_fraction": 0.25, "seed": 0}
+        | extra,
+    )
+
+
+def test_an_uploaded_zip_is_unpacked_indexed_and_split(
+    as_admin, phantom_folder, index_now, django_capture_on_commit_callbacks, settings
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(as_admin, zip_of(phantom_folder))
+    assert response.status_code == 302
+    dataset = TrainingDataset.objects.get()
+    assert dataset.status == DatasetStatus.READY, dataset.error_message
+    assert dataset.images == 48 and dataset.groups == 12
+    assert dataset.root.startswith(str(settings.DATASETS_DIR))
+    assert dataset.root.endswith("brain-ct")  # indexed below the zip's top folder
+    assert not dataset_services.archive_path(dataset).exists()  # no second copy
+    page = as_admin.get(reverse("feedback:dataset-detail", args=[dataset.pk]))
+    assert "brain-ct.zip" in page.text and "never used for training" in page.text
+    listing = as_admin.get(reverse("feedback:dataset-list"))
+    assert "zip <code>brain-ct.zip</code>" in listing.text
+
+
+def test_a_zip_with_a_path_trick_is_refused_whole_and_nothing_is_kept(
+    as_admin, phantom_folder, settings
+):
+    archive = zip_of(phantom_folder, extra={"../outside.png": b"x"})
+    response = upload(as_admin, archive)
+    assert response.status_code == 400
+    assert "brain-ct.zip cannot be used" in response.text
+    assert "../outside.png" in response.text and "unsafe path" in response.text
+    assert not TrainingDataset.objects.exists()
+    assert not list(settings.DATASETS_DIR.glob("*/*"))  # no zip left behind
+
+
+def test_a_file_that_is_not_a_zip_is_refused_by_name(as_admin, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = upload(as_admin, SimpleUploadedFile("brain-ct.zip", b"not a zip"))
+    assert response.status_code == 400
+    assert "not a readable zip archive" in response.text
+    assert not TrainingDataset.objects.exists()
+
+
+def test_a_zip_larger_than_the_limits_is_refused(as_admin, phantom_folder, settings):
+    settings.DATASET_UNPACKED_MAX_BYTES = 1000
+    response = upload(as_admin, zip_of(phantom_folder))
+    assert response.status_code == 400 and "would expand to" in response.text
+    settings.DATASET_UPLOAD_MAX_BYTES = 100
+    response = upload(as_admin, zip_of(phantom_folder))
+    assert response.status_code == 400 and "larger than" in response.text
+    assert not TrainingDataset.objects.exists()
+
+
+def test_folder_and_zip_together_or_neither_is_refused(as_admin, phantom_folder):
+    both = upload(as_admin, zip_of(phantom_folder), root=str(phantom_folder))
+    neither = register(as_admin, "")
+    for response in (both, neither):
+        assert response.status_code == 400
+        assert "either a folder on the server or a zip file" in response.text
+    assert not TrainingDataset.objects.exists()
+
+
+def test_a_zip_without_class_folders_fails_with_a_reason_and_frees_the_disk(
+    as_admin, index_now, django_capture_on_commit_callbacks, tmp_path
+):
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "scan.txt").write_text("no images here")
+    with django_capture_on_commit_callbacks(execute=True):
+        upload(as_admin, zip_of(loose))
+    dataset = TrainingDataset.objects.get()
+    assert dataset.status == DatasetStatus.FAILED
+    page = as_admin.get(reverse("feedback:dataset-detail", args=[dataset.pk]))
+    assert "no labelled images" in page.text
+    assert not dataset_services.dataset_dir(dataset).exists()
+
+
+def test_only_admins_may_upload_a_data_set(as_radiologist, phantom_folder):
+    response = upload(as_radiologist, zip_of(phantom_folder))
+    assert response.status_code == 403
+    assert not TrainingDataset.objects.exists()

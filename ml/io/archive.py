@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import stat
 import struct
 import zipfile
@@ -193,3 +194,95 @@ def _copy_bounded(src, dst, *, limit: int) -> None:
                 "it expands beyond its declared size (corrupt or zip bomb)"
             )
         dst.write(chunk)
+
+
+# --- archives of training data: the folder tree is kept ------------------------------
+@dataclass
+class TreeExtracted:
+    """A data archive unpacked with its folders: ``root`` is the folder to index
+    (the destination, or the one folder that holds everything)."""
+
+    root: Path
+    files: int
+
+
+def data_archive_check(path: Path, *, limits: LoadLimits) -> list[str]:
+    """Problems of a zip of training data, from its directory alone (no member is
+    decompressed): empty, too many files or bytes, unsafe, encrypted or linked
+    members. A data set must be what the archive says, so one bad member refuses
+    the archive; at most five problems are named."""
+    listed = _listed_entries(path)
+    if listed > _MAX_ENTRIES_PER_FILE * limits.max_files + _SPARE_ENTRIES:
+        return [f"it lists about {listed} entries; at most {limits.max_files} files"]
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = _data_members(zf)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return [f"not a readable zip archive ({exc})"]
+    budget = ByteBudget(limit=limits.max_total_bytes)
+    whole = _zip_problem(infos, limits=limits, budget=budget, room=limits.max_files)
+    if whole:
+        return [whole]
+    problems = [
+        f"{info.filename}: {reason}"
+        for info in infos
+        if (reason := _member_problem(info, limits=limits))
+    ]
+    return problems[:5]
+
+
+def extract_data_archive(
+    path: Path, dest: Path, *, limits: LoadLimits
+) -> TreeExtracted:
+    """Unpack a checked data archive into ``dest`` with its folder tree, skipping
+    operating-system clutter. Raises ValueError naming the first member that cannot
+    be unpacked (the caller removes ``dest``)."""
+    problems = data_archive_check(path, limits=limits)
+    if problems:
+        raise ValueError("; ".join(problems))
+    dest.mkdir(parents=True, exist_ok=True)
+    _check_free_space(path, dest)
+    budget = ByteBudget(limit=limits.max_total_bytes)
+    with zipfile.ZipFile(path) as zf:
+        infos = _data_members(zf)
+        for info in infos:
+            target = dest.joinpath(*_member_parts(info.filename))
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file and a folder of the same name
+                raise ValueError(f"{info.filename}: cannot be written ({exc})") from exc
+            reason = _copy_member(zf, info, budget=budget, target=target)
+            if reason:
+                raise ValueError(f"{info.filename}: {reason}")
+    return TreeExtracted(root=_single_folder(dest), files=len(infos))
+
+
+def _check_free_space(path: Path, dest: Path) -> None:
+    with zipfile.ZipFile(path) as zf:
+        needed = sum(i.file_size for i in _data_members(zf))
+    free = shutil.disk_usage(dest).free
+    if needed > free:
+        raise ValueError(
+            f"unpacking needs {format_bytes(needed)} but only {format_bytes(free)} "
+            f"is free on the disk of {dest}"
+        )
+
+
+def _data_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    return [
+        i for i in zf.infolist() if not i.is_dir() and not is_system_file(i.filename)
+    ]
+
+
+def _member_parts(filename: str) -> list[str]:
+    return [p for p in filename.replace("\\", "/").split("/") if p not in ("", ".")]
+
+
+def _single_folder(folder: Path) -> Path:
+    """Descend while a folder holds exactly one folder and no files: a zip made of
+    a folder (``brain-ct/Normal/...``) indexes from ``brain-ct``."""
+    while True:
+        entries = list(folder.iterdir())
+        if len(entries) != 1 or not entries[0].is_dir():
+            return folder
+        folder = entries[0]
