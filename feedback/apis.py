@@ -12,7 +12,7 @@ from accounts.models import Role
 from accounts.permissions import HasRole
 
 from . import selectors, services
-from .models import TrainingDataset
+from .models import ModelTask, TrainingDataset
 
 
 def _drf_error(error: DjangoValidationError) -> ValidationError:
@@ -58,6 +58,7 @@ class JobOutputSerializer(serializers.Serializer):
     status = serializers.CharField()
     dataset = serializers.IntegerField(source="dataset_id")
     architecture = serializers.CharField()
+    task = serializers.CharField()
     epochs = serializers.IntegerField()
     epoch = serializers.IntegerField()
     seed = serializers.IntegerField()
@@ -82,6 +83,9 @@ class RetrainingJobListCreateApi(APIView):
             queryset=TrainingDataset.objects.all()
         )
         architecture = serializers.CharField(default="custom_cnn")
+        task = serializers.ChoiceField(
+            choices=ModelTask.choices, default=ModelTask.BINARY
+        )
         epochs = serializers.IntegerField(default=10, min_value=1, max_value=500)
         seed = serializers.IntegerField(default=0, min_value=0)
         image_size = serializers.ChoiceField(choices=[64, 128, 224], default=128)

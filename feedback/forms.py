@@ -1,7 +1,7 @@
 from django import forms
 
 from . import ml_adapter
-from .models import CaseStatus, DatasetStatus, TrainingDataset
+from .models import CaseStatus, DatasetStatus, ModelTask, TrainingDataset
 
 
 class CaseFilterForm(forms.Form):
@@ -72,6 +72,12 @@ class JobForm(forms.Form):
         empty_label=None,
     )
     architecture = forms.ChoiceField(initial="custom_cnn")
+    task = forms.ChoiceField(
+        choices=ModelTask.choices,
+        initial=ModelTask.BINARY,
+        help_text="Stroke type needs a data set labelled normal, ischemic and "
+        "hemorrhagic.",
+    )
     include_feedback = forms.BooleanField(
         initial=True, required=False, label="Include confirmed feedback cases"
     )

@@ -10,6 +10,13 @@ class ModelStatus(models.TextChoices):
     RETIRED = "retired", "Retired"
 
 
+class ModelTask(models.TextChoices):
+    """What a model answers (ml.modelfile.TASK_CLASSES)."""
+
+    BINARY = "binary", "Stroke vs normal"
+    TYPE = "type", "Stroke type (ischemic / hemorrhagic / normal)"
+
+
 class ModelSource(models.TextChoices):
     COMMAND = "command", "Registered on the server"
     TRAINING = "training", "Retraining job"
@@ -241,7 +248,9 @@ class RetrainingJob(BaseModel):
         TrainingDataset, on_delete=models.PROTECT, related_name="jobs"
     )
     architecture = models.CharField(max_length=64, default="custom_cnn")
-    task = models.CharField(max_length=16, default="binary")
+    task = models.CharField(
+        max_length=16, choices=ModelTask.choices, default=ModelTask.BINARY
+    )
     epochs = models.PositiveSmallIntegerField(default=10)
     seed = models.PositiveIntegerField(default=0)
     image_size = models.PositiveSmallIntegerField(default=128)

@@ -32,6 +32,7 @@ from ..models import (
     JobTrigger,
     ModelEvaluation,
     ModelSource,
+    ModelTask,
     ModelVersion,
     RetrainingJob,
     TrainingDataset,
@@ -60,6 +61,7 @@ def retraining_job_start(
     dataset: TrainingDataset,
     by: User | None,
     architecture: str = "custom_cnn",
+    task: str = ModelTask.BINARY,
     epochs: int = 10,
     seed: int = 0,
     image_size: int = 128,
@@ -75,6 +77,7 @@ def retraining_job_start(
         raise ValidationError({"architecture": f"Unknown architecture {architecture}."})
     if not 1 <= epochs <= 500:
         raise ValidationError({"epochs": "Choose between 1 and 500 epochs."})
+    _check_task(task, dataset)
     busy = RetrainingJob.objects.select_for_update().filter(
         status__in=RetrainingJob.OPEN
     )
@@ -86,6 +89,7 @@ def retraining_job_start(
     job = RetrainingJob.objects.create(
         dataset=dataset,
         architecture=architecture,
+        task=task,
         epochs=epochs,
         seed=seed,
         image_size=image_size,
@@ -104,6 +108,7 @@ def retraining_job_start(
         detail={
             "dataset": dataset.pk,
             "architecture": architecture,
+            "task": task,
             "epochs": epochs,
             "seed": seed,
             "feedback_cases": job.feedback_cases.count(),
@@ -111,6 +116,25 @@ def retraining_job_start(
     )
     transaction.on_commit(lambda: retraining_job_enqueue(job_id=job.pk))
     return job
+
+
+TYPE_LABELS = {"normal", "ischemic", "hemorrhagic"}
+
+
+def _check_task(task: str, dataset: TrainingDataset) -> None:
+    """A stroke-type model learns from images labelled with the type: a data set
+    whose strokes are only "stroke" cannot teach it."""
+    if task not in ModelTask.values:
+        raise ValidationError({"task": f"Unknown task {task}."})
+    labels = set(dataset.class_counts)
+    if task == ModelTask.TYPE and labels != TYPE_LABELS:
+        raise ValidationError(
+            {
+                "task": f"{dataset} has labels {', '.join(sorted(labels))}; the "
+                "stroke-type task needs normal, ischemic and hemorrhagic folders "
+                "and no other labels."
+            }
+        )
 
 
 def retraining_job_enqueue(*, job_id: int) -> None:
@@ -155,6 +179,7 @@ def retraining_schedule_check() -> RetrainingJob | None:
         options = {
             "dataset": last.dataset,
             "architecture": last.architecture,
+            "task": last.task,
             "epochs": last.epochs,
             "seed": last.seed,
             "image_size": last.image_size,

@@ -44,6 +44,7 @@ def start(client, dataset, **extra):
     data = {
         "dataset": dataset.pk,
         "architecture": "custom_cnn",
+        "task": "binary",
         "epochs": 3,
         "seed": 7,
         "image_size": 64,
@@ -83,6 +84,34 @@ def test_admin_starts_a_job_queued_for_the_training_worker(
     assert AuditEntry.objects.filter(action="retraining.start").exists()
     page = as_admin.get(reverse("feedback:job-detail", args=[job.pk]))
     assert "plotly/plotly.min.js" in page.text and "training-chart" in page.text
+
+
+def test_a_stroke_type_job_needs_a_data_set_labelled_by_type(
+    as_admin, ready_dataset, no_enqueue
+):
+    ready_dataset.class_counts = {"normal": [10, 2, 2], "stroke": [10, 2, 2]}
+    ready_dataset.save()
+    response = start(as_admin, ready_dataset, task="type")
+    assert response.status_code == 400
+    assert "needs normal, ischemic and hemorrhagic" in response.text
+    assert not RetrainingJob.objects.exists()
+
+    ready_dataset.class_counts = {
+        "normal": [10, 2, 2],
+        "ischemic": [5, 1, 1],
+        "hemorrhagic": [5, 1, 1],
+    }
+    ready_dataset.save()
+    assert start(as_admin, ready_dataset, task="type").status_code == 302
+    job = RetrainingJob.objects.get()
+    assert job.task == "type"
+    page = as_admin.get(reverse("feedback:job-detail", args=[job.pk]))
+    assert "stroke type (ischemic / hemorrhagic / normal)" in page.text
+
+
+def test_the_job_form_offers_both_tasks(as_admin, ready_dataset):
+    page = as_admin.get(reverse("feedback:job-list"))
+    assert 'value="binary"' in page.text and 'value="type"' in page.text
 
 
 def test_retrain_task_is_routed_to_the_training_queue(settings):

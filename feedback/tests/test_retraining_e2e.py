@@ -74,6 +74,7 @@ def test_feedback_to_promoted_model_end_to_end(
             {
                 "dataset": dataset.pk,
                 "architecture": "custom_cnn",
+                "task": "binary",
                 "epochs": 2,
                 "seed": 0,
                 "image_size": 64,
@@ -125,3 +126,71 @@ def test_feedback_to_promoted_model_end_to_end(
     assert new_study.status == "ready", new_study.error_message
     assert new_study.current_result.model_version == candidate
     print(f"promotion to first result: {time.perf_counter() - promoted_at:.1f} s")
+
+
+def test_a_stroke_type_job_gives_a_type_model_that_studies_then_use(
+    as_admin,
+    active_model,
+    series_dir,
+    clinician,
+    data_dirs,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    """A type job trains a three-class model; with no active type model yet the
+    gate lets it in, and the next study is analysed by it (a study prefers the
+    stroke-type model of its modality) with the type probabilities shown."""
+    pytest.importorskip("keras")
+    folder = data_dirs / "training-data" / "typed"
+    synthesize_dataset(
+        folder, studies=18, seed=5, size=64, slices=6, fmt="png", masks="none"
+    )
+    monkeypatch.setattr(
+        "feedback.tasks.dataset_index_task.delay",
+        lambda pk: dataset_index_task.apply(args=[pk]),
+    )
+    monkeypatch.setattr("feedback.tasks.retrain_task.delay", lambda pk: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        as_admin.post(
+            reverse("feedback:dataset-list"),
+            {"name": "typed", "root": str(folder), "test_fraction": 0.3, "seed": 0},
+        )
+    dataset = TrainingDataset.objects.get()
+    assert set(dataset.class_counts) == {"normal", "ischemic", "hemorrhagic"}
+    with django_capture_on_commit_callbacks(execute=True):
+        as_admin.post(
+            reverse("feedback:job-list"),
+            {
+                "dataset": dataset.pk,
+                "architecture": "custom_cnn",
+                "task": "type",
+                "epochs": 1,
+                "seed": 0,
+                "image_size": 64,
+            },
+        )
+    job = RetrainingJob.objects.get()
+    assert retrain_task.apply(args=[job.pk]).result == "succeeded", job.log
+    candidate = RetrainingJob.objects.get().candidate
+    assert candidate.task == "type"
+    assert candidate.classes == ["normal", "ischemic", "hemorrhagic"]
+    assert candidate.evaluations.get(dataset=dataset).ok
+
+    page = as_admin.get(reverse("feedback:model-detail", args=[candidate.pk]))
+    assert "No active type CT model yet" in page.text
+    as_admin.post(reverse("feedback:model-promote", args=[candidate.pk]))
+    candidate.refresh_from_db()
+    assert candidate.status == ModelStatus.ACTIVE
+    active_model.refresh_from_db()
+    assert active_model.status == ModelStatus.ACTIVE  # the binary model stays
+
+    monkeypatch.setattr(study_adapter, "analyse", REAL_ANALYSE)
+    study_adapter._loaded.clear()
+    files = unique_uploads(series_dir, "typed")
+    study = study_services.study_create(user=clinician, files=files).study
+    study_process_task.apply(args=[study.pk])
+    study.refresh_from_db()
+    assert study.status == "ready", study.error_message
+    result = study.current_result
+    assert result.model_version == candidate
+    assert set(result.type_probabilities) == {"normal", "ischemic", "hemorrhagic"}
