@@ -1,11 +1,13 @@
 """Reads for accounts: user management and the audit trail (admins only)."""
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+
+from stroke_portal.dates import day_start
 
 from .models import AuditEntry, User
 
@@ -54,10 +56,6 @@ def user_counts() -> dict[str, int]:
     }
 
 
-def _day_start(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min))
-
-
 def audit_list(
     *,
     actor: str = "",
@@ -83,9 +81,9 @@ def audit_list(
     if ip_address:
         entries = entries.filter(ip_address=ip_address)
     if date_from:
-        entries = entries.filter(timestamp__gte=_day_start(date_from))
+        entries = entries.filter(timestamp__gte=day_start(date_from))
     if date_to:
-        entries = entries.filter(timestamp__lt=_day_start(date_to) + timedelta(days=1))
+        entries = entries.filter(timestamp__lt=day_start(date_to) + timedelta(days=1))
     return entries
 
 

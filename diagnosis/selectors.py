@@ -1,7 +1,7 @@
 """Reads for diagnosis. Every read is scoped to a user: clinicians see the studies
 they uploaded; radiologists and admins see all."""
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
 from django.core.cache import cache
 from django.db.models import (
@@ -9,9 +9,9 @@ from django.db.models import (
     QuerySet,
 )
 from django.http import Http404
-from django.utils import timezone
 
 from accounts.models import Role, User
+from stroke_portal.dates import day_start
 
 from .models import AIResult, Review, Study, StudyStatus, WorklistBucket
 
@@ -31,10 +31,6 @@ def study_get_for_user(*, user: User, pk: int) -> Study:
     if study is None:
         raise Http404("No such study.")
     return study
-
-
-def _day_start(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 def study_list_for_user(
@@ -63,9 +59,9 @@ def study_list_for_user(
     if reviewed in ("yes", "no"):
         studies = studies.filter(reviewed=reviewed == "yes")
     if date_from:
-        studies = studies.filter(created_at__gte=_day_start(date_from))
+        studies = studies.filter(created_at__gte=day_start(date_from))
     if date_to:
-        studies = studies.filter(created_at__lt=_day_start(date_to) + timedelta(days=1))
+        studies = studies.filter(created_at__lt=day_start(date_to) + timedelta(days=1))
     if patient_id:
         studies = studies.filter(patient_id__icontains=patient_id.strip())
     return studies.order_by("bucket", "-priority", "created_at")
