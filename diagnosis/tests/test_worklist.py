@@ -1,9 +1,11 @@
 """Worklist order and filters, study access by role, the viewer's images, reviews —
 through the real pages and API."""
 
+import re
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
@@ -124,6 +126,32 @@ def test_pulse_changes_when_a_study_changes(three_studies, as_radiologist):
         updated_at=timezone.now() + timedelta(seconds=5)
     )
     assert as_radiologist.get(url).json()["version"] != before
+
+
+def test_pulse_counts_follow_a_study_that_becomes_ready(
+    three_studies, as_radiologist, as_clinician, tmp_path, stub_analysis
+):
+    """The worklist refreshes its count badges from the pulse it polls."""
+    from ml.synthetic import make_phantom, write_dicom_series
+
+    url = reverse("diagnosis:study-list-pulse")
+    before = as_radiologist.get(url).json()
+    folder = tmp_path / "late"
+    write_dicom_series(make_phantom(size=48, slices=8, seed=7), folder)
+    make_ready(as_clinician, folder, stub_analysis, fake_analysis("stroke", 0.9))
+    cache.clear()  # counts are shared for COUNTS_CACHE_SECONDS: let them expire
+    after = as_radiologist.get(url).json()
+    assert (before["counts"]["ready"], before["counts"]["to_review"]) == (3, 3)
+    assert (after["counts"]["ready"], after["counts"]["to_review"]) == (4, 4)
+    assert after["version"] != before["version"]
+
+
+def test_every_count_badge_is_fed_by_the_pulse(three_studies, as_radiologist):
+    page = as_radiologist.get(reverse("diagnosis:study-list")).content.decode()
+    badges = set(re.findall(r'data-count="([^"]+)"', page))
+    counts = as_radiologist.get(reverse("diagnosis:study-list-pulse")).json()["counts"]
+    assert badges == {"to_review", "queued", "processing", "ready", "failed"}
+    assert badges <= counts.keys()
 
 
 def test_clinicians_see_only_their_studies(three_studies, as_outsider, api_clinician):
