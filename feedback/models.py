@@ -88,6 +88,12 @@ class ModelVersion(BaseModel):
         demo = " (demo)" if self.is_demo else ""
         return f"{self.name} {self.version}{demo}"
 
+    @property
+    def locked_evaluation(self) -> "ModelEvaluation | None":
+        """The newest successful evaluation on a locked test split (use with
+        prefetch_related("evaluations"): no query per row)."""
+        return next((e for e in self.evaluations.all() if e.ok), None)
+
 
 # --- Feedback cases ---------------------------------------------------------------
 class CaseKind(models.TextChoices):

@@ -52,6 +52,7 @@ def model_version_active(*, task: str, modality: str) -> ModelVersion | None:
 def model_version_list():
     return (
         ModelVersion.objects.select_related("created_by", "training_job")
+        .prefetch_related("evaluations__dataset")
         .annotate(result_count=Count("results"))
         .order_by("-created_at")
     )
@@ -142,6 +143,8 @@ class GateDecision:
     candidate_evaluation: ModelEvaluation | None = None
     active_evaluation: ModelEvaluation | None = None
     comparisons: list[dict] = field(default_factory=list)
+    # What the admin must weigh but the gate does not decide on (specificity).
+    notes: list[str] = field(default_factory=list)
 
 
 def _gate_dataset(candidate: ModelVersion) -> TrainingDataset | None:
@@ -195,6 +198,7 @@ def promotion_gate(*, candidate: ModelVersion) -> GateDecision:
     if decision.reasons:
         return decision
     decision.comparisons = _compare(mine, theirs)
+    decision.notes = _specificity_notes(mine, theirs)
     for row in decision.comparisons:
         if not row["ok"]:
             decision.reasons.append(
@@ -208,6 +212,29 @@ def promotion_gate(*, candidate: ModelVersion) -> GateDecision:
             f"Not worse than the active model on {dataset}'s locked split."
         )
     return decision
+
+
+LOW_SPECIFICITY = 0.5
+
+
+def _specificity_notes(candidate: ModelEvaluation, active: ModelEvaluation) -> list:
+    """Sensitivity and AUC decide; specificity says how many normal studies a
+    model would push up the worklist as strokes, which the admin should see."""
+    mine, theirs = candidate.metric("specificity"), active.metric("specificity")
+    if mine is None:
+        return []
+    notes = []
+    if theirs is not None and mine < theirs - settings.PROMOTION_TOLERANCE:
+        notes.append(
+            f"Specificity {mine:.3f} is below the active model's {theirs:.3f}: more "
+            "normal studies would be flagged as strokes (not part of the gate)."
+        )
+    if mine < LOW_SPECIFICITY:
+        notes.append(
+            f"At its threshold the candidate calls {1 - mine:.0%} of the normal "
+            "studies of the locked split strokes."
+        )
+    return notes
 
 
 def _fmt(value: float | None) -> str:

@@ -108,7 +108,9 @@ def study_report(auc, sensitivity, specificity=0.8):
 def make_version(db):
     counter = iter(range(1, 1000))
 
-    def make(*, status=ModelStatus.CANDIDATE, dataset=None, auc=None, sens=None):
+    def make(
+        *, status=ModelStatus.CANDIDATE, dataset=None, auc=None, sens=None, spec=0.8
+    ):
         n = next(counter)
         version = ModelVersion.objects.create(
             name="cnn",
@@ -127,7 +129,7 @@ def make_version(db):
                 model_version=version,
                 dataset=dataset,
                 test_fingerprint=dataset.test_fingerprint,
-                report=study_report(auc, sens),
+                report=study_report(auc, sens, spec),
                 roc={"fpr": [0, 0.2, 1], "tpr": [0, 0.8, 1]},
             )
         return version

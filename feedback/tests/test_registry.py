@@ -69,6 +69,27 @@ def test_gate_accepts_a_better_candidate(
     assert entry.detail["gate_passed"] and not entry.detail["override"]
 
 
+def test_a_candidate_that_flags_most_normal_studies_is_shown_as_such(
+    as_admin, active, make_version, ready_dataset
+):
+    """Specificity does not decide the gate, but an admin must see a candidate
+    that buys its sensitivity by calling most normal studies strokes."""
+    eager = make_version(dataset=ready_dataset, auc=0.85, sens=0.97, spec=0.10)
+    page = as_admin.get(reverse("feedback:model-detail", args=[eager.pk]))
+    assert "Promotion gate: passes" in page.text
+    assert "Specificity 0.100 is below the active model&#x27;s 0.800" in page.text
+    assert "calls 90% of the normal studies of the locked split strokes" in page.text
+    assert "calls most normal studies strokes" in page.text  # evaluations table
+    listing = as_admin.get(reverse("feedback:model-list"))
+    row = listing.text.split(f'data-testid="specificity-{eager.pk}">')[1]
+    assert row.startswith("0.100") and "low</span>" in row.split("</td>")[0]
+    assert f'data-testid="specificity-{active.pk}">0.800<' in listing.text
+
+    balanced = make_version(dataset=ready_dataset, auc=0.85, sens=0.92, spec=0.81)
+    page = as_admin.get(reverse("feedback:model-detail", args=[balanced.pk]))
+    assert 'data-testid="gate-notes"' not in page.text
+
+
 def test_override_promotes_with_an_audited_reason(
     as_admin, active, make_version, ready_dataset
 ):
