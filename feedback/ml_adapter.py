@@ -312,7 +312,19 @@ def evaluate(
         seed=0,
     )
     studies = report["studies"]
-    return _compact(report), _roc_points(studies["labels"], studies["prob"])
+    compact = _compact(report)
+    compact["study"].update(_type_accuracy(pred["study_types"]))
+    return compact, _roc_points(studies["labels"], studies["prob"])
+
+
+def _type_accuracy(types: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """How often a stroke-type model names the right type of the stroke studies
+    (whether or not it called them strokes); {} for other models."""
+    strokes = [(true, said) for true, said in types.values() if true != "normal"]
+    if not strokes:
+        return {}
+    right = sum(true == said for true, said in strokes)
+    return {"type_accuracy": right / len(strokes), "type_n": len(strokes)}
 
 
 def model_load_check(path: Path) -> None:

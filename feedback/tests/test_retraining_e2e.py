@@ -19,6 +19,7 @@ from feedback.models import (
     RetrainingJob,
     TrainingDataset,
 )
+from feedback.services import datasets as dataset_services
 from feedback.tasks import dataset_index_task, retrain_task
 from ml.synthetic import synthesize_dataset
 
@@ -174,10 +175,16 @@ def test_a_stroke_type_job_gives_a_type_model_that_studies_then_use(
     candidate = RetrainingJob.objects.get().candidate
     assert candidate.task == "type"
     assert candidate.classes == ["normal", "ischemic", "hemorrhagic"]
-    assert candidate.evaluations.get(dataset=dataset).ok
+    evaluation = candidate.evaluations.get(dataset=dataset)
+    assert evaluation.ok, evaluation.error_message
+    typed = evaluation.report["study"]
+    locked = dataset_services.dataset_test_rows(dataset=dataset)
+    assert typed["type_n"] == len({r.group for r in locked if r.label != "normal"})
+    assert 0.0 <= typed["type_accuracy"] <= 1.0
 
     page = as_admin.get(reverse("feedback:model-detail", args=[candidate.pk]))
     assert "No active type CT model yet" in page.text
+    assert f"of {typed['type_n']} strokes" in page.text
     as_admin.post(reverse("feedback:model-promote", args=[candidate.pk]))
     candidate.refresh_from_db()
     assert candidate.status == ModelStatus.ACTIVE

@@ -24,7 +24,8 @@ def predict_manifest(
 
     Returns ``y`` (N,) 0/1, ``prob`` (N,) per slice, ``groups`` (N,), ``study_prob``
     (study → probability, aggregated as the model file says), ``threshold`` and
-    ``slice_threshold`` from the model file.
+    ``slice_threshold`` from the model file. A stroke-type model also gives
+    ``study_types``: study → (true label, predicted stroke type).
     """
     from ml.models import model_load
     from ml.training.config import TrainConfig
@@ -57,7 +58,9 @@ def predict_manifest(
         head = classical_head_load(folder=folder)
         pred["slices"] = classical_head_predict(head, embeddings=features)
     scores = fitter.positives(pred, card.temperature)
+    types = _study_types(pred, scores, fitter, card) if card.task == "type" else {}
     return {
+        "study_types": types,
         "y": np.asarray(scores["y"]),
         "prob": np.asarray(scores["slice"]),
         "groups": scores["groups"],
@@ -66,4 +69,33 @@ def predict_manifest(
         ),
         "threshold": card.threshold,
         "slice_threshold": float(card.extra.get("slice_threshold", card.threshold)),
+    }
+
+
+def _study_types(pred, scores, fitter, card) -> dict[str, tuple[str, str]]:
+    """study → (true label, predicted type): the stroke class with the larger
+    calibrated probability, averaged over the slices that decide the study (as
+    ``ml.inference.Predictor`` does for one study)."""
+    from ml.evaluation.calibration import apply_temperature
+    from ml.inference.results import top_k_indices
+
+    rows, classes = fitter.rows, card.classes
+    truth = {rows[i].group: classes[int(fitter.labels[i])] for i in pred["indices"]}
+    if fitter.spec.study_level:
+        probs = apply_temperature(probs=pred["study"], temperature=card.temperature)
+        by_study = dict(zip(pred["study_names"], probs, strict=True))
+    else:
+        probs = apply_temperature(probs=pred["slices"], temperature=card.temperature)
+        groups = np.asarray(scores["groups"])
+        k = {"mean": len(groups), "max": 1}.get(
+            fitter.cfg.aggregation, fitter.cfg.top_k
+        )
+        by_study = {}
+        for name in scores["names"]:
+            mine = np.flatnonzero(groups == name)
+            chosen = mine[top_k_indices(scores["slice"][mine], k=k)]
+            by_study[name] = probs[chosen].mean(axis=0)
+    return {
+        name: (truth[name], classes[1 + int(np.argmax(p[1:]))])
+        for name, p in by_study.items()
     }
