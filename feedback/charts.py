@@ -64,12 +64,15 @@ def confusion_figures(evaluations) -> list[dict]:
                         "y": ["truth: normal", "truth: stroke"],
                         "text": matrix,
                         "texttemplate": "%{text}",
+                        # Plotly's Blues runs dark to light: reversed, more is darker.
                         "colorscale": "Blues",
+                        "reversescale": True,
                         "showscale": False,
                     }
                 ],
                 "layout": {
                     **_LAYOUT,
+                    "margin": {**_LAYOUT["margin"], "l": 105},
                     "height": 260,
                     "yaxis": {"autorange": "reversed"},
                 },

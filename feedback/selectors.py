@@ -130,6 +130,11 @@ def job_counts() -> dict[str, int]:
 
 # --- the promotion gate ---------------------------------------------------------
 GATE_METRICS = ("auc", "sensitivity")
+METRIC_NAMES = {
+    "auc": "AUC",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+}
 
 
 @dataclass
@@ -202,8 +207,8 @@ def promotion_gate(*, candidate: ModelVersion) -> GateDecision:
     for row in decision.comparisons:
         if not row["ok"]:
             decision.reasons.append(
-                f"{row['metric']} {_fmt(row['candidate'])} is below the active "
-                f"model's {_fmt(row['active'])} by more than "
+                f"{METRIC_NAMES[row['metric']]} {_fmt(row['candidate'])} is below "
+                f"the active model's {_fmt(row['active'])} by more than "
                 f"{settings.PROMOTION_TOLERANCE}."
             )
     decision.allowed = not decision.reasons

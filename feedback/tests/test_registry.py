@@ -30,6 +30,7 @@ def test_gate_refuses_a_worse_candidate(as_admin, active, make_version, ready_da
     worse = make_version(dataset=ready_dataset, auc=0.70, sens=0.90)
     page = as_admin.get(reverse("feedback:model-detail", args=[worse.pk]))
     assert "Promotion gate: refuses" in page.text
+    assert "AUC 0.700 is below the active model&#x27;s 0.800" in page.text
     promote(as_admin, worse)
     worse.refresh_from_db()
     active.refresh_from_db()
@@ -100,7 +101,7 @@ def test_override_promotes_with_an_audited_reason(
     entry = AuditEntry.objects.get(action="model.promote")
     assert entry.detail["override"] is True
     assert entry.detail["override_reason"].startswith("Vendor model")
-    assert any("auc" in reason for reason in entry.detail["reasons"])
+    assert any("AUC" in reason for reason in entry.detail["reasons"])
 
 
 def test_candidate_without_an_evaluation_needs_an_override(
