@@ -303,6 +303,38 @@ class RetrainingJob(BaseModel):
     def candidate(self) -> ModelVersion | None:
         return self.candidates.first()
 
+    BADGES = {
+        JobStatus.QUEUED: "info",
+        JobStatus.RUNNING: "primary",
+        JobStatus.SUCCEEDED: "success",
+        JobStatus.FAILED: "danger",
+        JobStatus.CANCELLED: "secondary",
+    }
+
+    @property
+    def badge(self) -> str:
+        """Bootstrap colour of the status badge."""
+        return self.BADGES.get(self.status, "secondary")
+
+    @property
+    def progress_note(self) -> str:
+        """Where the job stands in words; early stopping is said as such, so a
+        finished job at epoch 6 of 10 does not look unfinished."""
+        done, total = self.epoch, self.epochs
+        if self.status == JobStatus.QUEUED:
+            return "Waiting for the training worker."
+        if self.status == JobStatus.RUNNING:
+            stopping = " (stopping after this epoch)" if self.cancel_requested else ""
+            return f"Epoch {done} of {total}{stopping}."
+        if self.status == JobStatus.SUCCEEDED and done < total:
+            return (
+                f"Stopped early after {done} of {total} epochs: validation AUC had "
+                "stopped improving (the best epoch's weights are kept)."
+            )
+        if self.status == JobStatus.SUCCEEDED:
+            return f"All {total} epochs done."
+        return f"{self.get_status_display()} after {done} of {total} epochs."
+
 
 class ModelEvaluation(BaseModel):
     """One model version judged on one data set's locked test split."""

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Role
@@ -188,6 +189,13 @@ def _job_json(job) -> dict:
     return {
         "status": job.status,
         "status_display": job.get_status_display(),
+        "badge": job.badge,
+        "note": job.progress_note,
+        "started": (
+            timezone.localtime(job.started_at).strftime("%Y-%m-%d %H:%M")
+            if job.started_at
+            else "waiting for the training worker"
+        ),
         "epoch": job.epoch,
         "epochs": job.epochs,
         "history": job.history,

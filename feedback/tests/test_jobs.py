@@ -158,9 +158,22 @@ def test_progress_and_log_are_recorded_epoch_by_epoch(
     states = [r.json() for r in seen]
     assert [s["epoch"] for s in states] == [1, 2, 3]
     assert states[0]["status"] == "running" and not states[0]["finished"]
+    assert states[0]["note"] == "Epoch 1 of 3." and states[0]["badge"] == "primary"
+    assert states[0]["started"] != "waiting for the training worker"
     assert [round(h["loss"], 3) for h in states[-1]["history"]] == [1.0, 0.5, 0.333]
     job.refresh_from_db()
     assert "epoch 3/3" in job.log and "training pool: 6 images" in job.log
+
+
+def test_a_job_that_stopped_early_reads_as_done(as_admin, ready_dataset, no_enqueue):
+    start(as_admin, ready_dataset, epochs=10)
+    job = RetrainingJob.objects.get()
+    page = as_admin.get(reverse("feedback:job-detail", args=[job.pk]))
+    assert "Waiting for the training worker." in page.text
+    RetrainingJob.objects.filter(pk=job.pk).update(status="succeeded", epoch=6)
+    page = as_admin.get(reverse("feedback:job-detail", args=[job.pk]))
+    assert "Stopped early after 6 of 10 epochs" in page.text
+    assert 'class="badge text-bg-success" id="job-status"' in page.text
 
 
 def test_cancel_stops_a_running_job_after_its_epoch(

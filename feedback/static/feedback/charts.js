@@ -25,7 +25,7 @@
         margin: { l: 50, r: 50, t: 20, b: 40 },
         xaxis: { title: { text: "epoch" }, dtick: 1 },
         yaxis: { title: { text: "loss" }, rangemode: "tozero" },
-        yaxis2: { title: { text: "AUC" }, overlaying: "y", side: "right", range: [0, 1] },
+        yaxis2: { title: { text: "AUC" }, overlaying: "y", side: "right", range: [0, 1], tickmode: "linear", tick0: 0, dtick: 0.2 },
         legend: { orientation: "h", y: -0.25 },
       },
     };
@@ -37,9 +37,17 @@
     if (!root || !chart) return;
     let lastEpochs = -1;
     function render(state) {
-      document.getElementById("job-status").textContent = state.status_display;
-      document.getElementById("job-epoch").textContent = state.epoch;
-      document.getElementById("job-progress").style.width = `${(100 * state.epoch) / Math.max(1, state.epochs)}%`;
+      const badge = document.getElementById("job-status");
+      badge.textContent = state.status_display;
+      badge.className = `badge text-bg-${state.badge}`;
+      document.getElementById("job-note").textContent = state.note;
+      document.getElementById("job-started").textContent = state.started;
+      // A job that stopped early is done: its bar is full.
+      const share = state.status === "succeeded" ? 1 : state.epoch / Math.max(1, state.epochs);
+      const bar = document.getElementById("job-progress");
+      bar.style.width = `${100 * share}%`;
+      bar.classList.toggle("bg-success", state.status === "succeeded");
+      bar.parentElement.setAttribute("aria-valuenow", String(state.epoch));
       const log = document.getElementById("job-log");
       if (log.textContent !== state.log) {
         log.textContent = state.log;
@@ -48,7 +56,8 @@
       const error = document.getElementById("job-error");
       error.textContent = state.error;
       error.classList.toggle("d-none", !state.error);
-      if (state.history.length !== lastEpochs && window.Plotly) {
+      if (state.history.length && state.history.length !== lastEpochs && window.Plotly) {
+        document.getElementById("chart-waiting")?.remove();
         const figure = trainingFigure(state.history);
         Plotly.react(chart, figure.data, figure.layout, config);
         lastEpochs = state.history.length;
