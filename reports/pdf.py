@@ -76,6 +76,8 @@ def report_html(
         "is_stroke": result.label == Label.STROKE,
         "confidence": _percent(result.confidence),
         "probability": _percent(result.probability),
+        # In the probability's own unit, so 49.6 % below a 49.7 % threshold reads so.
+        "threshold": _percent(result.threshold),
         "model": result.model_version,
         "type_probabilities": [
             (name, _percent(p))

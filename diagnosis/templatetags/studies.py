@@ -20,6 +20,11 @@ def status_badge(status: str, label: str = "") -> str:
     )
 
 
+# Below this calibrated confidence the AI's call is close to a coin flip: the badge
+# says so instead of looking as sure as a clear finding.
+BORDERLINE_CONFIDENCE = 0.6
+
+
 @register.simple_tag
 def ai_badge(label: str | None, stroke_type: str | None, confidence: float | None):
     if not label:
@@ -31,6 +36,8 @@ def ai_badge(label: str | None, stroke_type: str | None, confidence: float | Non
     else:
         text, colour = "No stroke suspected", "success"
     pct = f" · {confidence * 100:.0f}%" if confidence is not None else ""
+    if confidence is not None and confidence < BORDERLINE_CONFIDENCE:
+        colour, pct = "warning", f"{pct} · borderline"
     return format_html(
         '<span class="badge text-bg-{}" data-ai-label="{}">{}{}</span>',
         colour,
@@ -62,6 +69,8 @@ def metadata_rows(study) -> list[tuple[str, str]]:
         value = meta.get(key)
         if value in (None, "", []):
             continue
+        if key == "study_time":  # DICOM TM: drop the fraction of a second
+            value = str(value).split(".")[0]
         try:
             rows.append((label, fmt.format(value)))
         except (TypeError, ValueError, IndexError):
@@ -74,6 +83,13 @@ def metadata_rows(study) -> list[tuple[str, str]]:
 @register.filter
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.0f}%"
+
+
+@register.filter
+def percent_fine(value: float | None) -> str:
+    """One decimal: a probability and its threshold side by side must not both
+    read "50%" when one is below the other."""
+    return "—" if value is None else f"{value * 100:.1f}%"
 
 
 @register.filter

@@ -178,3 +178,19 @@ def test_priority_puts_sure_strokes_first(label, probability, stroke_type, expec
     assert services.study_priority(
         label=label, probability=probability, stroke_type=stroke_type
     ) == pytest.approx(expected)
+
+
+def test_a_result_next_to_its_threshold_reads_as_borderline(
+    study, active_model, stub_analysis, as_clinician
+):
+    """A 49.6% probability below a 49.7% threshold must not read "50%" against
+    "0.50", and a coin-flip "no stroke" must not look as sure as a clear one."""
+    analysis = fake_analysis(label="normal", probability=0.496)
+    analysis.threshold = 0.497
+    stub_analysis.next = analysis
+    run_task(study.pk)
+    page = as_clinician.get(reverse("diagnosis:study-detail", args=[study.pk]))
+    assert 'data-testid="ai-probability">49.6%<' in page.text
+    assert 'data-testid="ai-threshold">49.7% ' in page.text
+    assert "No stroke suspected · 50% · borderline" in page.text
+    assert 'class="badge text-bg-warning" data-ai-label="normal"' in page.text

@@ -84,7 +84,7 @@ def test_pdf_of_reviewed_study_shows_finding_review_and_notice(
         "Calibrated confidence",
         "93.0 %",
         "Decision threshold",
-        "0.40",
+        "40.0 %",
         "unit-test model 1",
         "Reviewed by a radiologist",
         "Rob Reader",
