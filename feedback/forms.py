@@ -68,6 +68,7 @@ class DatasetForm(forms.Form):
 
 class JobForm(forms.Form):
     dataset = forms.ModelChoiceField(
+        label="Data set",
         queryset=TrainingDataset.objects.filter(status=DatasetStatus.READY),
         empty_label=None,
     )

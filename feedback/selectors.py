@@ -74,7 +74,7 @@ def case_list_for_user(*, user: User, status: str = "") -> QuerySet[FeedbackCase
     if user.role not in CASE_READERS:
         return FeedbackCase.objects.none()
     cases = FeedbackCase.objects.select_related(
-        "study", "model_version", "reported_by", "decided_by"
+        "study", "ai_result", "model_version", "reported_by", "decided_by"
     )
     return cases.filter(status=status) if status else cases
 

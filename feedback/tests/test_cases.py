@@ -46,6 +46,11 @@ def test_queue_lists_pending_cases_with_the_viewer_a_click_away(
     assert page.status_code == 200
     assert reverse("diagnosis:study-detail", args=[study.pk]) in page.text
     assert 'data-testid="count-pending">1 pending' in page.text
+    row = page.text.split(f'data-testid="case-{FeedbackCase.objects.get().pk}"')[1]
+    row = row.split("</tr>")[0]
+    assert "Suspected stroke (hemorrhagic) · 91%" in row  # what the AI said
+    assert "<strong>No stroke</strong>" in row  # what the reader said
+    assert "patient MRN-0042" in row  # the series' DICOM PatientID
 
 
 def test_reporter_cannot_confirm_their_own_case(make_ready_study, as_radiologist):
