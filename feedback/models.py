@@ -210,6 +210,8 @@ class TrainingDataset(BaseModel):
     warnings = models.JSONField(default=list, blank=True)
     skipped = models.PositiveIntegerField(default=0)
     locked_test_groups = models.JSONField(default=list, blank=True)
+    # label → [images, scans] of the locked test split.
+    test_class_counts = models.JSONField(default=dict, blank=True)
     test_images = models.PositiveIntegerField(default=0)
     fingerprint = models.CharField(max_length=64, blank=True)
     test_fingerprint = models.CharField(max_length=64, blank=True)
@@ -227,6 +229,14 @@ class TrainingDataset(BaseModel):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def label_rows(self) -> list[tuple]:
+        """(label, images, scans, split groups, locked images, locked scans)."""
+        return [
+            (label, *counts, *self.test_class_counts.get(label, ["—", "—"]))
+            for label, counts in self.class_counts.items()
+        ]
 
 
 # --- Retraining jobs --------------------------------------------------------------

@@ -71,6 +71,7 @@ def dataset_register(
     if bool(root) == (archive is not None):
         raise ValidationError("Give either a folder on the server or a zip file.")
     folder = str(_allowed_folder(root)) if root else ""
+    _check_not_registered(folder)
     if not 0.05 <= test_fraction <= 0.5:
         raise ValidationError({"test_fraction": "Choose between 0.05 and 0.5."})
     if TrainingDataset.objects.filter(name=name).exists():
@@ -101,6 +102,26 @@ def dataset_register(
     )
     transaction.on_commit(lambda: dataset_index_enqueue(dataset_id=dataset.pk))
     return dataset
+
+
+def _check_not_registered(folder: str) -> None:
+    """Two splits of one folder would let one data set's training pool hold the
+    other's locked test scans."""
+    if not folder:
+        return
+    twin = (
+        TrainingDataset.objects.exclude(status=DatasetStatus.FAILED)
+        .filter(root=folder)
+        .first()
+    )
+    if twin is not None:
+        raise ValidationError(
+            {
+                "root": f"{folder} is registered already, as data set {twin}. A "
+                "second split of the same scans would train on the first one's "
+                "locked test scans."
+            }
+        )
 
 
 def archive_path(dataset: TrainingDataset) -> Path:
@@ -179,7 +200,8 @@ def dataset_index(*, dataset_id: int) -> str:
         split_groups=len({r.split_group or r.group for r in rows}),
         class_counts=index.counts,
         duplicates=index.duplicates,
-        warnings=index.warnings,
+        warnings=index.warnings + _overlap_warnings(dataset, index),
+        test_class_counts=_label_counts(index.test),
         skipped=index.skipped,
         locked_test_groups=sorted({r.split_group or r.group for r in index.test}),
         test_images=len(index.test),
@@ -188,6 +210,42 @@ def dataset_index(*, dataset_id: int) -> str:
         indexed_at=timezone.now(),
     )
     return DatasetStatus.READY
+
+
+def _label_counts(rows) -> dict[str, list[int]]:
+    """label → [images, scans] of a split."""
+    counts: dict[str, list[int]] = {}
+    for label in sorted({r.label for r in rows}):
+        mine = [r for r in rows if r.label == label]
+        counts[label] = [len(mine), len({r.group for r in mine})]
+    return counts
+
+
+def _overlap_warnings(dataset: TrainingDataset, index) -> list[str]:
+    """Images (by content) that one data set trains on and another tests on: a
+    model is then judged on images it has seen, and its figures are inflated."""
+    pool, test = {r.sha256 for r in index.pool}, {r.sha256 for r in index.test}
+    notes = []
+    others = TrainingDataset.objects.filter(status=DatasetStatus.READY)
+    for other in others.exclude(pk=dataset.pk):
+        try:
+            their_pool = {r.sha256 for r in dataset_training_rows(dataset=other)}
+            their_test = {r.sha256 for r in dataset_test_rows(dataset=other)}
+        except (OSError, ValueError):
+            continue
+        if seen := len(test & their_pool):
+            notes.append(
+                f"{seen} image(s) of this locked test split are in the training "
+                f"pool of {other}: a model trained on {other} is judged here on "
+                "images it has seen."
+            )
+        if lent := len(pool & their_test):
+            notes.append(
+                f"{lent} image(s) of this training pool are in the locked test "
+                f"split of {other}: a model trained here is judged on {other} on "
+                "images it has seen."
+            )
+    return notes
 
 
 def _archive_unpack(dataset: TrainingDataset) -> None:

@@ -217,3 +217,36 @@ def test_only_admins_may_upload_a_data_set(as_radiologist, phantom_folder):
     response = upload(as_radiologist, zip_of(phantom_folder))
     assert response.status_code == 403
     assert not TrainingDataset.objects.exists()
+
+
+def test_the_same_folder_cannot_be_registered_twice(
+    as_admin, phantom_folder, index_now, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        register(as_admin, phantom_folder)
+    again = register(as_admin, phantom_folder, name="phantoms again")
+    assert again.status_code == 400
+    assert "is registered already, as data set phantoms" in again.text
+    assert TrainingDataset.objects.count() == 1
+
+
+def test_the_page_shows_the_locked_split_by_label_and_warns_of_overlap(
+    as_admin, phantom_folder, index_now, django_capture_on_commit_callbacks
+):
+    """The same images registered again as a zip: each data set's training pool
+    holds the other's locked test images, and the page says so."""
+    with django_capture_on_commit_callbacks(execute=True):
+        register(as_admin, phantom_folder)
+        upload(as_admin, zip_of(phantom_folder), seed=3)
+    zipped = TrainingDataset.objects.order_by("pk").last()
+    assert zipped.status == DatasetStatus.READY, zipped.error_message
+    page = as_admin.get(reverse("feedback:dataset-detail", args=[zipped.pk]))
+    assert 'data-testid="dataset-warnings"' in page.text
+    assert "of this locked test split are in the training pool of phantoms" in (
+        page.text
+    )
+    locked = dataset_services.dataset_test_rows(dataset=zipped)
+    normal = [r for r in locked if r.label == "normal"]
+    scans = len({r.group for r in normal})
+    assert "<td>normal</td>" in page.text
+    assert f"<td>{len(normal)} / {scans}</td>" in page.text
