@@ -6,13 +6,16 @@ every file by its content (never its name), keeps one study and returns
 :class:`SliceInfo` per slice, :class:`StudyMetadata`, and every file it set aside
 with the reason (:class:`Rejected`). When nothing usable is left it raises
 :class:`StudyLoadError`, whose message names the first files and reasons.
-``check_upload`` does the same validation from headers only, without decoding.
+``check_upload`` does the same validation for a web request: from headers and a
+spot check of a few slices, without building the volume; it returns
+:class:`UploadCheck`, a LoadResult without the volume.
 
 Conventions:
 
 - ``metadata.units``: "HU" for CT DICOM (rescale slope/intercept applied) and for
   NIfTI whose values look like CT; "intensity" for MR and other NIfTI; "windowed8"
-  for 8-bit images, "raw16" for 16-bit ones. Nothing is normalised here.
+  for 8-bit images, "raw16" for 16-bit ones; :data:`UNKNOWN_UNITS` for a NIfTI that
+  check_upload has not decoded. Nothing is normalised here.
 - Axial slices are laid out as a radiologist views them: row 0 anterior, column 0
   the patient's right (DICOM pixel data is kept as stored, which for a standard
   axial series is the same layout; NIfTI is reoriented to it).
@@ -26,9 +29,17 @@ from ml.io.limits import LoadLimits
 from ml.io.loader import UploadCheck, check_upload, load_study
 from ml.io.nifti import read_nifti
 from ml.io.raster import read_image, slice_order_key
-from ml.io.types import LoadResult, Rejected, SliceInfo, StudyLoadError, StudyMetadata
+from ml.io.types import (
+    UNKNOWN_UNITS,
+    LoadResult,
+    Rejected,
+    SliceInfo,
+    StudyLoadError,
+    StudyMetadata,
+)
 
 __all__ = [
+    "UNKNOWN_UNITS",
     "LoadLimits",
     "LoadResult",
     "Rejected",

@@ -19,7 +19,7 @@ from ml.io.dicom_header import (
 from ml.io.dicom_meta import study_metadata
 from ml.io.geometry import SAME_POSITION_MM, plane_name, slice_normal, spacing_stats
 from ml.io.limits import LoadLimits
-from ml.io.plan import Candidate, rejected_only, split_majority
+from ml.io.plan import Candidate, Expected, rejected_only, split_majority
 from ml.io.sources import Source
 from ml.io.types import LoadResult, Rejected, SliceInfo
 
@@ -55,8 +55,10 @@ def plan_dicom(sources: list[Source], *, limits: LoadLimits) -> Candidate:
         sources=list(dict.fromkeys(f.source for f in frames)),
         shape=(len(frames), *frames[0].shape),
         load=lambda: load_frames(frames),
+        expected=_expected(frames),
         rejected=rejected + dropped,
         warnings=warnings,
+        spot_check=lambda: _spot_check(frames),
     )
 
 
@@ -87,13 +89,23 @@ def load_frames(frames: list[Frame]) -> LoadResult:
     volume = np.empty((len(frames), *frames[0].shape), np.float32)
     decoded, failed = _decode_into(volume, frames=frames)
     kept = [f for f, ok in zip(frames, decoded, strict=True) if ok]
-    positions = [position_mm(f) for f in kept]
+    expected = _expected(kept)
     return LoadResult(
         volume=volume if all(decoded) else volume[np.array(decoded, dtype=bool)],
-        slices=[_slice_info(f) for f in kept],
-        metadata=study_metadata(kept, positions=positions),
+        slices=expected.slices,
+        metadata=expected.metadata,
         rejected=failed,
         consumed=list(dict.fromkeys(f.source.name for f in kept)),
+        warnings=expected.warnings,
+    )
+
+
+def _expected(frames: list[Frame]) -> Expected:
+    """Slices, metadata and spacing warnings of ordered frames, from headers."""
+    positions = [position_mm(f) for f in frames]
+    return Expected(
+        slices=[_slice_info(f) for f in frames],
+        metadata=study_metadata(frames, positions=positions),
         warnings=_spacing_warnings(positions),
     )
 
@@ -260,8 +272,7 @@ def _decode_into(
         try:
             _decode_file(volume, frames=frames, indices=indices)
         except Exception as exc:  # decoders raise many types on damaged data
-            reason = f"pixel data could not be decoded ({type(exc).__name__}: {exc})"
-            failed.append(Rejected(source.name, reason))
+            failed.append(Rejected(source.name, _undecodable(exc)))
             continue
         for i in indices:
             decoded[i] = True
@@ -274,6 +285,31 @@ def _decode_file(volume: np.ndarray, *, frames: list[Frame], indices: list[int])
     for i in indices:
         index = frames[i].index
         volume[i] = _rescale(stored[index], ds=ds, index=index)
+
+
+def _spot_check(frames: list[Frame]) -> list[Rejected]:
+    """Decode the first frame of each transfer syntax, alone: a series that its
+    decoders cannot read (a codec not installed, a scanner's malformed stream) fails
+    on every slice, so one slice tells, at the cost of one slice."""
+    first: dict[str, Frame] = {}
+    for frame in frames:
+        first.setdefault(_syntax_of(frame), frame)
+    failed = []
+    for frame in first.values():
+        try:
+            stored = pixel_array(frame.ds, index=frame.index)
+            _rescale(stored, ds=frame.ds, index=frame.index)
+        except Exception as exc:  # as in _decode_into
+            failed.append(Rejected(frame.source.name, _undecodable(exc)))
+    return failed
+
+
+def _syntax_of(frame: Frame) -> str:
+    return str(frame.ds.file_meta.get("TransferSyntaxUID", ""))
+
+
+def _undecodable(exc: Exception) -> str:
+    return f"pixel data could not be decoded ({type(exc).__name__}: {exc})"
 
 
 def _rescale(stored: np.ndarray, *, ds: Dataset, index: int) -> np.ndarray:

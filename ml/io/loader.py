@@ -14,7 +14,13 @@ from ml.io.nifti import plan_nifti
 from ml.io.plan import Candidate, check_volume
 from ml.io.raster import plan_images
 from ml.io.sources import Source, collect_sources
-from ml.io.types import LoadResult, Rejected, StudyLoadError
+from ml.io.types import (
+    LoadResult,
+    Rejected,
+    SliceInfo,
+    StudyLoadError,
+    StudyMetadata,
+)
 
 PathLike = str | os.PathLike[str]
 DEFAULT_LIMITS = LoadLimits()
@@ -23,13 +29,22 @@ _PLANNERS = {"dicom": plan_dicom, "nifti": plan_nifti, "image": plan_images}
 
 @dataclasses.dataclass
 class UploadCheck:
-    """What :func:`check_upload` found, without decoding any pixel."""
+    """What :func:`load_study` would return for an upload, without the volume.
+
+    Fields are those of :class:`LoadResult`, and ``shape`` the (D, H, W) of its
+    volume, except that ``metadata.units`` is ``ml.io.UNKNOWN_UNITS`` for NIfTI (only
+    the voxels tell). ``fully_decoded`` is True when a spot check failed and the
+    whole upload was decoded to tell which files to set aside.
+    """
 
     kind: str  # "dicom" | "image" | "nifti"
-    shape: tuple[int, int, int]  # (D, H, W) of the volume load_study will return
+    shape: tuple[int, int, int]
+    slices: list[SliceInfo]
+    metadata: StudyMetadata
     consumed: list[str]
     rejected: list[Rejected]
     warnings: list[str]
+    fully_decoded: bool = False
 
 
 def load_study(
@@ -48,14 +63,7 @@ def load_study(
     """
     with tempfile.TemporaryDirectory(prefix="ml-io-") as workdir:
         chosen, rejected = _choose(paths, limits=limits, workdir=workdir, names=names)
-        result = chosen.load()
-    rejected += result.rejected
-    if not result.slices:
-        raise StudyLoadError(
-            "no slice of the upload could be decoded", rejected=rejected
-        )
-    warnings = chosen.warnings + result.warnings
-    return dataclasses.replace(result, rejected=rejected, warnings=warnings)
+        return _load(chosen, rejected)
 
 
 def check_upload(
@@ -64,20 +72,55 @@ def check_upload(
     limits: LoadLimits = DEFAULT_LIMITS,
     names: Mapping[str, str] | None = None,
 ) -> UploadCheck:
-    """Validate an upload as :func:`load_study` would, reading headers only.
+    """Validate an upload as :func:`load_study` would, from headers and a spot check.
 
     Fast enough for a web request: files are typed, limits checked, headers parsed
-    and one study chosen, but pixels are not decoded (so a file whose compressed
-    pixel data is damaged is only caught by load_study). Raises StudyLoadError.
+    and one study chosen as load_study does, but only a few slices are decoded (one
+    of each DICOM transfer syntax, the first image, and JPEG/PNG files that look cut
+    off) and no volume is built. When one of those fails, the whole upload is read as
+    load_study reads it, so that what is set aside, or the refusal, is load_study's.
+    Damage elsewhere in compressed pixel data shows only in load_study. Arguments as
+    for load_study; raises StudyLoadError.
     """
     with tempfile.TemporaryDirectory(prefix="ml-io-") as workdir:
         chosen, rejected = _choose(paths, limits=limits, workdir=workdir, names=names)
+        if chosen.spot_check():
+            return _as_check(_load(chosen, rejected), kind=chosen.kind)
+    expected = chosen.expected
     return UploadCheck(
         kind=chosen.kind,
         shape=chosen.shape,
+        slices=expected.slices,
+        metadata=expected.metadata,
         consumed=[s.name for s in chosen.sources],
         rejected=rejected,
-        warnings=chosen.warnings,
+        warnings=chosen.warnings + expected.warnings,
+    )
+
+
+def _load(chosen: Candidate, rejected: list[Rejected]) -> LoadResult:
+    """Decode the chosen study; everything set aside, before and while decoding."""
+    result = chosen.load()
+    rejected = rejected + result.rejected
+    if not result.slices:
+        raise StudyLoadError(
+            "no slice of the upload could be decoded", rejected=rejected
+        )
+    warnings = chosen.warnings + result.warnings
+    return dataclasses.replace(result, rejected=rejected, warnings=warnings)
+
+
+def _as_check(result: LoadResult, *, kind: str) -> UploadCheck:
+    depth, height, width = result.volume.shape
+    return UploadCheck(
+        kind=kind,
+        shape=(depth, height, width),
+        slices=result.slices,
+        metadata=result.metadata,
+        consumed=result.consumed,
+        rejected=result.rejected,
+        warnings=result.warnings,
+        fully_decoded=True,
     )
 
 

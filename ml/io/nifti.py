@@ -19,9 +19,15 @@ import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 
 from ml.io.limits import LimitExceeded, LoadLimits, check_pixels
-from ml.io.plan import Candidate, empty_result, rejected_only
+from ml.io.plan import Candidate, Expected, empty_result, rejected_only
 from ml.io.sources import Source
-from ml.io.types import LoadResult, Rejected, SliceInfo, StudyMetadata
+from ml.io.types import (
+    UNKNOWN_UNITS,
+    LoadResult,
+    Rejected,
+    SliceInfo,
+    StudyMetadata,
+)
 
 _LABEL = "NIfTI"
 _CT_MIN_AT_MOST = -500.0  # air in HU is about -1000
@@ -70,6 +76,7 @@ def plan_nifti(sources: list[Source], *, limits: LoadLimits) -> Candidate:
         sources=[chosen.source],
         shape=chosen.canonical_shape,
         load=lambda: _load(chosen),
+        expected=_expected(chosen),
         rejected=rejected,
         warnings=_warnings(chosen),
     )
@@ -156,13 +163,29 @@ def _load(found: _Header) -> LoadResult:
         )
     return LoadResult(
         volume=volume,
-        slices=[
-            SliceInfo(source=found.source.name, position_mm=p)
-            for p in _positions(affine, depth=volume.shape[0])
-        ],
-        metadata=_metadata(found, volume, affine),
+        slices=_slices(found, affine, depth=volume.shape[0]),
+        metadata=_metadata(found, affine, units=_units(volume)),
         consumed=[found.source.name],
     )
+
+
+def _expected(found: _Header) -> Expected:
+    """What _load will return, from the header: the affine :func:`read_nifti` gives
+    (the stored one, reoriented), and unknown units: only the voxels tell them."""
+    stored = found.header.get_best_affine()
+    shape = (*found.shape[:3], 1, 1)[:3]
+    affine = stored @ inv_ornt_aff(io_orientation(stored), shape)
+    return Expected(
+        slices=_slices(found, affine, depth=found.canonical_shape[0]),
+        metadata=_metadata(found, affine, units=UNKNOWN_UNITS),
+    )
+
+
+def _slices(found: _Header, affine: np.ndarray, *, depth: int) -> list[SliceInfo]:
+    return [
+        SliceInfo(source=found.source.name, position_mm=p)
+        for p in _positions(affine, depth=depth)
+    ]
 
 
 def _positions(affine: np.ndarray, *, depth: int) -> list[float]:
@@ -172,12 +195,12 @@ def _positions(affine: np.ndarray, *, depth: int) -> list[float]:
     return [float(v) for v in (centres.T + affine[:3, 3]) @ normal]
 
 
-def _metadata(found: _Header, volume: np.ndarray, affine: np.ndarray) -> StudyMetadata:
+def _metadata(found: _Header, affine: np.ndarray, *, units: str) -> StudyMetadata:
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     description = found.header["descrip"].item().decode("latin-1").strip("\0 ")
     return StudyMetadata(
         source_kind="nifti",
-        units=_units(volume),
+        units=units,
         study_description=description or None,
         pixel_spacing_mm=(float(zooms[1]), float(zooms[0])),
         slice_spacing_mm=float(zooms[2]),

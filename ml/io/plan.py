@@ -11,23 +11,51 @@ import numpy as np
 
 from ml.io.limits import LoadLimits, format_bytes
 from ml.io.sources import Source
-from ml.io.types import LoadResult, Rejected, StudyLoadError, StudyMetadata
+from ml.io.types import (
+    UNKNOWN_UNITS,
+    LoadResult,
+    Rejected,
+    SliceInfo,
+    StudyLoadError,
+    StudyMetadata,
+)
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 
 @dataclass
+class Expected:
+    """What ``load()`` will return when every slice decodes, told from headers.
+
+    ``warnings`` are those load() itself adds (e.g. uneven spacing), beside the
+    candidate's own. ``metadata.units`` is :data:`UNKNOWN_UNITS` where only the
+    voxel values tell (NIfTI).
+    """
+
+    slices: list[SliceInfo]
+    metadata: StudyMetadata
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Candidate:
-    """A study one reader can build from part of the upload, decoded only on load."""
+    """A study one reader can build from part of the upload, decoded only on load.
+
+    ``spot_check`` decodes the few slices worth decoding before the upload is
+    accepted (a sample, and files whose headers hint at damage) and returns those
+    that failed; it never builds the volume.
+    """
 
     kind: str  # "dicom" | "image" | "nifti"
     label: str  # how a user names the kind: "DICOM", "PNG/JPEG/BMP/TIFF", "NIfTI"
     sources: list[Source]  # files that will give slices
     shape: tuple[int, int, int]  # (D, H, W) of the volume to come
     load: Callable[[], LoadResult]
+    expected: Expected
     rejected: list[Rejected] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    spot_check: Callable[[], list[Rejected]] = lambda: []
 
     @property
     def slice_count(self) -> int:
@@ -40,7 +68,8 @@ def rejected_only(*, kind: str, label: str, rejected: list[Rejected]) -> Candida
     def load() -> LoadResult:
         raise StudyLoadError(f"no readable {label} slices", rejected=rejected)
 
-    return Candidate(kind, label, [], (0, 0, 0), load, rejected=rejected)
+    nothing = Expected(slices=[], metadata=StudyMetadata(kind, UNKNOWN_UNITS))
+    return Candidate(kind, label, [], (0, 0, 0), load, nothing, rejected=rejected)
 
 
 def empty_result(*, kind: str, rejected: list[Rejected]) -> LoadResult:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from ml.io.limits import LimitExceeded, LoadLimits, check_pixels
-from ml.io.plan import Candidate, rejected_only, split_majority
+from ml.io.plan import Candidate, Expected, rejected_only, split_majority
 from ml.io.sources import Source
 from ml.io.types import LoadResult, Rejected, SliceInfo, StudyMetadata
 
@@ -23,6 +23,8 @@ _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that turn the image a quarter
 _EXIF_ORIENTATION = 0x0112
 _DIGITS = re.compile(r"\d+")
 _LABEL = "PNG/JPEG/BMP/TIFF"
+_END_MARKS = {"jpeg": b"\xff\xd9", "png": b"IEND"}  # end of image / last chunk
+_TAIL_BYTES = 64
 DEFAULT_IMAGE_LIMITS = LoadLimits()
 
 
@@ -55,8 +57,10 @@ def plan_images(sources: list[Source], *, limits: LoadLimits) -> Candidate:
         sources=[p.source for p in probes],
         shape=(len(probes), *size),
         load=lambda: _load(probes, bits=bits, limits=limits),
+        expected=_expected(probes, bits=bits),
         rejected=rejected,
         warnings=_warnings(probes),
+        spot_check=lambda: _spot_check(probes, limits=limits),
     )
 
 
@@ -142,14 +146,46 @@ def _load(probes: list[_Probe], *, bits: int, limits: LoadLimits) -> LoadResult:
             kept.append(probe)
         except Exception as exc:  # as in _probe_all
             rejected.append(Rejected(probe.source.name, _unreadable(probe.source, exc)))
-    units = "raw16" if bits == 16 else "windowed8"
+    expected = _expected(kept, bits=bits)
     return LoadResult(
         volume=np.stack(pixels) if pixels else np.zeros((0, 0, 0), np.float32),
-        slices=[SliceInfo(source=p.source.name) for p in kept],
-        metadata=StudyMetadata(source_kind="image", units=units),
+        slices=expected.slices,
+        metadata=expected.metadata,
         rejected=rejected,
         consumed=[p.source.name for p in kept],
     )
+
+
+def _expected(probes: list[_Probe], *, bits: int) -> Expected:
+    units = "raw16" if bits == 16 else "windowed8"
+    return Expected(
+        slices=[SliceInfo(source=p.source.name) for p in probes],
+        metadata=StudyMetadata(source_kind="image", units=units),
+    )
+
+
+def _spot_check(probes: list[_Probe], *, limits: LoadLimits) -> list[Rejected]:
+    """Decode the first slice, and every JPEG or PNG that looks cut off: Pillow
+    reads headers lazily, so damage further on shows only when decoding."""
+    suspects = probes[:1] + [p for p in probes[1:] if _looks_cut_off(p.source)]
+    failed = []
+    for probe in suspects:
+        try:
+            read_image(probe.source.path, limits=limits)
+        except Exception as exc:  # as in _probe_all
+            failed.append(Rejected(probe.source.name, _unreadable(probe.source, exc)))
+    return failed
+
+
+def _looks_cut_off(source: Source) -> bool:
+    """True when a JPEG or PNG has no end marker in its last bytes: a partial copy,
+    or a whole image with trailing bytes, which decoding then tells apart."""
+    mark = _END_MARKS.get(source.sniffed)
+    if mark is None:
+        return False  # BMP and TIFF have none; their damage shows on the worker
+    with source.path.open("rb") as f:
+        f.seek(max(0, source.size - _TAIL_BYTES))
+        return mark not in f.read()
 
 
 def _odd_depth(probe: _Probe, *, bits: int) -> Rejected:

@@ -9,6 +9,9 @@ import numpy as np
 
 #: How many rejected files a :class:`StudyLoadError` message names before "and N more".
 _NAMED_IN_MESSAGE = 5
+#: ``StudyMetadata.units`` when only decoding the voxels can tell (a NIfTI checked
+#: from its header by :func:`ml.io.check_upload`).
+UNKNOWN_UNITS = "unknown"
 
 
 @dataclass(frozen=True)
