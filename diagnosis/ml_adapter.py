@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from ml.io import LoadLimits, LoadResult, StudyLoadError, load_study
+from ml import io as ml_io
+from ml.io import LoadLimits, LoadResult, StudyLoadError, UploadCheck, load_study
 
-__all__ = ["Analysis", "StudyLoadError", "analyse", "read_upload"]
+__all__ = ["Analysis", "StudyLoadError", "analyse", "check_upload", "read_upload"]
 
 
 @dataclass
@@ -44,8 +45,22 @@ def upload_limits() -> LoadLimits:
     )
 
 
+def check_upload(paths: Sequence[Path], *, names: Mapping[str, str]) -> UploadCheck:
+    """Validate one study for the web request: headers and a sample slice, no volume.
+
+    Says what read_upload will return (slices, metadata, files set aside, warnings);
+    raises StudyLoadError with per-file reasons.
+    """
+    return ml_io.check_upload(
+        [str(p) for p in paths],
+        limits=upload_limits(),
+        names={str(k): v for k, v in names.items()},
+    )
+
+
 def read_upload(paths: Sequence[Path], *, names: Mapping[str, str]) -> LoadResult:
-    """Read and validate one study; raises StudyLoadError with per-file reasons."""
+    """Read one study with all its pixels (workers); raises StudyLoadError with
+    per-file reasons."""
     return load_study(
         [str(p) for p in paths],
         limits=upload_limits(),

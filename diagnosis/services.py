@@ -178,7 +178,10 @@ def study_create(
 ) -> StudyCreateOutcome:
     """Validate an upload by content and create a queued study, or refuse it with
     a clear message; a refused upload leaves no row and no file behind. The same
-    files uploaded again by the same user lead to the existing study."""
+    files uploaded again by the same user lead to the existing study.
+
+    Validation reads headers and a sample slice, not every pixel: the worker does
+    that, and fails the study naming any file whose pixel data proves damaged."""
     _check_sizes(files)
     with tempfile.TemporaryDirectory(prefix="upload-") as tmp:
         paths, names, hashes = _spool(files, Path(tmp))
@@ -189,7 +192,7 @@ def study_create(
         if existing is not None:
             return StudyCreateOutcome(study=existing, created=False)
         try:
-            result = ml_adapter.read_upload(paths, names=names)
+            result = ml_adapter.check_upload(paths, names=names)
         except ml_adapter.StudyLoadError as exc:
             rejected = _rejected(getattr(exc, "rejected", []))
             raise UploadError(
@@ -397,7 +400,7 @@ def study_process(*, study_id: int) -> str:
         )
         return ProcessOutcome.FAILED
     try:
-        analysis, volume = _analyse(study, model, token)
+        analysis, loaded = _analyse(study, model, token)
     except (ml_adapter.StudyLoadError, ValueError, OSError) as exc:
         _fail(study_id, token, f"The study could not be analysed: {exc}")
         return ProcessOutcome.FAILED
@@ -413,7 +416,7 @@ def study_process(*, study_id: int) -> str:
         )
         return ProcessOutcome.FAILED
     return _results_store(
-        study=study, model=model, token=token, analysis=analysis, volume=volume
+        study=study, model=model, token=token, analysis=analysis, loaded=loaded
     )
 
 
@@ -434,6 +437,7 @@ def _why_not_claimed(study_id: int) -> str:
 def _analyse(study: Study, model, token: str):
     paths, names = _stored_paths(study)
     load_result = ml_adapter.read_upload(paths, names=names)
+    _check_all_slices_read(study, load_result)
     total = len(load_result.slices)
     _heartbeat(study.pk, token, 0, total)
     analysis = ml_adapter.analyse(
@@ -447,7 +451,23 @@ def _analyse(study: Study, model, token: str):
         raise ValueError(
             f"the model scored {len(analysis.slice_probabilities)} slices of {total}"
         )
-    return analysis, load_result.volume
+    return analysis, load_result
+
+
+def _check_all_slices_read(study: Study, load_result) -> None:
+    """The upload was checked from headers and a sample slice; pixel data that only
+    this full read finds damaged fails the study, naming the files, rather than
+    shifting its slices."""
+    if len(load_result.slices) == study.slice_count:
+        return
+    known = {r["name"] for r in study.rejected_files}
+    damaged = [r for r in load_result.rejected if r.name not in known]
+    named = "; ".join(f"{r.name}: {r.reason}" for r in damaged[:5])
+    raise ValueError(
+        f"only {len(load_result.slices)} of the study's {study.slice_count} slices "
+        f"could be read{f' ({named})' if named else ''}. Upload the study again "
+        "without the damaged file(s)."
+    )
 
 
 def _write_derived(study_id: int, token: str, volume: np.ndarray, analysis) -> dict:
@@ -467,8 +487,8 @@ def _write_derived(study_id: int, token: str, volume: np.ndarray, analysis) -> d
     return {"volume": partial, "heatmaps": names}
 
 
-def _results_store(*, study, model, token, analysis, volume) -> str:
-    derived = _write_derived(study.pk, token, volume, analysis)
+def _results_store(*, study, model, token, analysis, loaded) -> str:
+    derived = _write_derived(study.pk, token, loaded.volume, analysis)
     now = timezone.now()
     with transaction.atomic():
         won = Study.objects.filter(
@@ -487,6 +507,8 @@ def _results_store(*, study, model, token, analysis, volume) -> str:
             ready_at=now,
             heartbeat_at=now,
             progress_done=study.slice_count,
+            # A NIfTI's units are known only once its voxels are read (here).
+            units=loaded.metadata.units,
             priority=study_priority(
                 label=analysis.label,
                 probability=analysis.probability,
