@@ -45,17 +45,19 @@ def roc_figure(evaluations) -> dict:
     }
 
 
-def confusion_figures(evaluations) -> list[dict]:
-    """One study-level confusion-matrix heatmap per successful evaluation."""
+def confusion_figures(evaluations, *, titles=None, prefix="confusion") -> list[dict]:
+    """One study-level confusion-matrix heatmap per successful evaluation, titled
+    by its data set or by ``titles`` (one per evaluation)."""
     figures = []
-    for evaluation in evaluations:
+    titles = titles or [str(e.dataset) for e in evaluations]
+    for evaluation, title in zip(evaluations, titles, strict=True):
         matrix = evaluation.report.get("study", {}).get("confusion_matrix")
         if not evaluation.ok or not matrix:
             continue
         figures.append(
             {
-                "id": f"confusion-{evaluation.pk}",
-                "title": str(evaluation.dataset),
+                "id": f"{prefix}-{evaluation.pk}",
+                "title": title,
                 "data": [
                     {
                         "type": "heatmap",

@@ -203,7 +203,7 @@ def promotion_gate(*, candidate: ModelVersion) -> GateDecision:
     if decision.reasons:
         return decision
     decision.comparisons = _compare(mine, theirs)
-    decision.notes = _specificity_notes(mine, theirs)
+    decision.notes = _small_split_notes(mine) + _specificity_notes(mine, theirs)
     for row in decision.comparisons:
         if not row["ok"]:
             decision.reasons.append(
@@ -220,6 +220,21 @@ def promotion_gate(*, candidate: ModelVersion) -> GateDecision:
 
 
 LOW_SPECIFICITY = 0.5
+# Below this many studies a locked split's intervals are too wide to rank models.
+SMALL_SPLIT_STUDIES = 30
+
+
+def _small_split_notes(candidate: ModelEvaluation) -> list[str]:
+    studies = candidate.report.get("studies") or 0
+    if studies >= SMALL_SPLIT_STUDIES:
+        return []
+    low, high = (candidate.report["study"].get("ci95", {}).get("auc") or [0, 1])[:2]
+    return [
+        f"The locked split holds only {studies} studies (the candidate's AUC 95% "
+        f"CI is [{low:.2f}, {high:.2f}]): differences between the two models on "
+        f"it are mostly chance. A split of {SMALL_SPLIT_STUDIES} or more studies "
+        "can tell them apart."
+    ]
 
 
 def _specificity_notes(candidate: ModelEvaluation, active: ModelEvaluation) -> list:

@@ -273,6 +273,11 @@ def _comparison(version) -> dict:
         "gate": gate,
         "evaluations": evaluations,
         "roc_chart": charts.roc_figure(evaluations),
+        "comparison_confusion": charts.confusion_figures(
+            [e for _, e in evaluations],
+            titles=[label for label, _ in evaluations],
+            prefix="side-by-side",
+        ),
     }
 
 

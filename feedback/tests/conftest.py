@@ -88,7 +88,7 @@ def ready_dataset(db, admin):
     )
 
 
-def study_report(auc, sensitivity, specificity=0.8):
+def study_report(auc, sensitivity, specificity=0.8, studies=40):
     ci = {"auc": [auc - 0.1, auc + 0.05], "sensitivity": [sensitivity - 0.2, 1.0]}
     ci["specificity"] = [specificity - 0.2, 1.0]
     return {
@@ -100,7 +100,7 @@ def study_report(auc, sensitivity, specificity=0.8):
             "confusion_matrix": [[4, 1], [1, 4]],
         },
         "slice": {"auc": auc},
-        "studies": 10,
+        "studies": studies,
     }
 
 
@@ -109,7 +109,13 @@ def make_version(db):
     counter = iter(range(1, 1000))
 
     def make(
-        *, status=ModelStatus.CANDIDATE, dataset=None, auc=None, sens=None, spec=0.8
+        *,
+        status=ModelStatus.CANDIDATE,
+        dataset=None,
+        auc=None,
+        sens=None,
+        spec=0.8,
+        studies=40,
     ):
         n = next(counter)
         version = ModelVersion.objects.create(
@@ -129,7 +135,7 @@ def make_version(db):
                 model_version=version,
                 dataset=dataset,
                 test_fingerprint=dataset.test_fingerprint,
-                report=study_report(auc, sens, spec),
+                report=study_report(auc, sens, spec, studies),
                 roc={"fpr": [0, 0.2, 1], "tpr": [0, 0.8, 1]},
             )
         return version

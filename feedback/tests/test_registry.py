@@ -91,6 +91,16 @@ def test_a_candidate_that_flags_most_normal_studies_is_shown_as_such(
     assert 'data-testid="gate-notes"' not in page.text
 
 
+def test_a_locked_split_too_small_to_rank_models_is_said_so(
+    as_admin, active, make_version, ready_dataset
+):
+    small = make_version(dataset=ready_dataset, auc=0.9, sens=0.95, studies=6)
+    page = as_admin.get(reverse("feedback:model-detail", args=[small.pk]))
+    assert "The locked split holds only 6 studies" in page.text
+    assert "[0.80, 0.95]" in page.text  # the candidate's AUC interval
+    assert page.text.count("studies by truth and AI call") == 2  # both matrices
+
+
 def test_override_promotes_with_an_audited_reason(
     as_admin, active, make_version, ready_dataset
 ):
