@@ -46,6 +46,9 @@ class ModelVersion(BaseModel):
         max_length=12, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE
     )
     activated_at = models.DateTimeField(null=True, blank=True)
+    # The admin's written reason when this version was promoted although the gate
+    # refused it (empty when it passed); the audit trail has the full record.
+    override_reason = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

@@ -134,6 +134,8 @@ def model_version_promote(
             ["The promotion gate refuses this candidate:", *gate.reasons]
         )
     overridden = not gate.allowed
+    version.override_reason = override_reason if overridden else ""
+    version.save(update_fields=["override_reason", "updated_at"])
     model_version_activate(
         version=version,
         by=by,

@@ -112,6 +112,11 @@ def test_override_promotes_with_an_audited_reason(
     assert entry.detail["override"] is True
     assert entry.detail["override_reason"].startswith("Vendor model")
     assert any("AUC" in reason for reason in entry.detail["reasons"])
+    listing = as_admin.get(reverse("feedback:model-list"))
+    assert f'data-testid="override-{worse.pk}">promoted over the gate' in listing.text
+    assert f'data-testid="override-{active.pk}"' not in listing.text
+    page = as_admin.get(reverse("feedback:model-detail", args=[worse.pk]))
+    assert "Vendor model validated on our local audit set" in page.text
 
 
 def test_candidate_without_an_evaluation_needs_an_override(
