@@ -30,6 +30,7 @@ from ml.datasets import (
 from ml.io.archive import data_archive_check, extract_data_archive
 from ml.io.limits import LoadLimits
 from ml.modelfile import ModelFileError, model_archive_unpack, model_card_load
+from ml.synthetic import is_synthetic_dataset
 
 __all__ = [
     "DatasetIndex",
@@ -64,6 +65,7 @@ class DatasetIndex:
     duplicates: dict[str, Any]
     warnings: list[str]
     skipped: int
+    synthetic: bool = False  # phantoms made by ml.synthetic
 
 
 def architectures() -> dict[str, str]:
@@ -153,6 +155,7 @@ def dataset_index(
         },
         warnings=list(result.warnings),
         skipped=len(result.skipped),
+        synthetic=is_synthetic_dataset(root),
     )
 
 

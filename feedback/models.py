@@ -215,6 +215,8 @@ class TrainingDataset(BaseModel):
     locked_test_groups = models.JSONField(default=list, blank=True)
     # label → [images, scans] of the locked test split.
     test_class_counts = models.JSONField(default=dict, blank=True)
+    # Phantoms written by ml.synthetic: what is trained on them is a demo model.
+    synthetic = models.BooleanField(default=False)
     test_images = models.PositiveIntegerField(default=0)
     fingerprint = models.CharField(max_length=64, blank=True)
     test_fingerprint = models.CharField(max_length=64, blank=True)

@@ -202,6 +202,7 @@ def dataset_index(*, dataset_id: int) -> str:
         duplicates=index.duplicates,
         warnings=index.warnings + _overlap_warnings(dataset, index),
         test_class_counts=_label_counts(index.test),
+        synthetic=index.synthetic,
         skipped=index.skipped,
         locked_test_groups=sorted({r.split_group or r.group for r in index.test}),
         test_images=len(index.test),

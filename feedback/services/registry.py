@@ -52,7 +52,8 @@ def model_version_register(
         card=card.to_dict(),
         metrics=card.metrics,
         threshold=card.threshold,
-        is_demo=card.demo,
+        # Trained on the portal's own phantoms, it is a demo whatever its card says.
+        is_demo=card.demo or bool(training_job and training_job.dataset.synthetic),
         created_by=created_by,
         source=source,
         training_job=training_job,

@@ -55,6 +55,19 @@ def test_register_indexes_and_locks_a_grouped_test_split(
     assert {r.label for r in test} >= {"normal"} and len({r.label for r in test}) > 1
     page = as_admin.get(reverse("feedback:dataset-detail", args=[dataset.pk]))
     assert "never used for training" in page.text
+    assert dataset.synthetic and 'data-testid="synthetic"' in page.text
+
+
+def test_images_not_made_by_the_portal_are_not_called_synthetic(
+    as_admin, phantom_folder, index_now, django_capture_on_commit_callbacks
+):
+    (phantom_folder / "labels.csv").unlink()
+    with django_capture_on_commit_callbacks(execute=True):
+        register(as_admin, phantom_folder)
+    dataset = TrainingDataset.objects.get()
+    assert dataset.status == DatasetStatus.READY and not dataset.synthetic
+    page = as_admin.get(reverse("feedback:dataset-detail", args=[dataset.pk]))
+    assert 'data-testid="synthetic"' not in page.text
 
 
 def test_locked_split_does_not_move_when_indexed_again(

@@ -97,6 +97,7 @@ def test_feedback_to_promoted_model_end_to_end(
 
     candidate = job.candidate
     assert candidate.source == ModelSource.TRAINING
+    assert candidate.is_demo  # trained on the portal's phantoms
     assert candidate.status == ModelStatus.CANDIDATE
     assert candidate.data_fingerprint == job.data_fingerprint
     evaluation = candidate.evaluations.get(dataset=dataset)

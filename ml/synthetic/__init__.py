@@ -24,7 +24,13 @@ from ml.synthetic.anatomy import (
     HU_WHITE,
     SKULL_BASE_Z,
 )
-from ml.synthetic.dataset import MIXED, SYNTH_FORMATS, SynthStudy, synthesize_dataset
+from ml.synthetic.dataset import (
+    MIXED,
+    SYNTH_FORMATS,
+    SynthStudy,
+    is_synthetic_dataset,
+    synthesize_dataset,
+)
 from ml.synthetic.dicom import COMPRESSIONS, RESCALE_INTERCEPT, write_dicom_series
 from ml.synthetic.images import (
     phantom_montage,
@@ -51,6 +57,7 @@ __all__ = [
     "SYNTH_FORMATS",
     "Phantom",
     "SynthStudy",
+    "is_synthetic_dataset",
     "make_phantom",
     "phantom_montage",
     "synthesize_dataset",

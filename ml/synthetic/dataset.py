@@ -134,3 +134,15 @@ def _write_labels_csv(path: Path, records: list[SynthStudy]) -> None:
         writer = csv.DictWriter(handle, fieldnames=names)
         writer.writeheader()
         writer.writerows(dataclasses.asdict(r) for r in records)
+
+
+def is_synthetic_dataset(folder: str | Path) -> bool:
+    """True when ``folder`` holds the ``labels.csv`` that :func:`synthesize_dataset`
+    writes: its images are phantoms, and a model trained on them is a demo."""
+    path = Path(folder) / "labels.csv"
+    try:
+        with path.open(encoding="utf-8") as handle:
+            header = handle.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return header == ",".join(f.name for f in dataclasses.fields(SynthStudy))
