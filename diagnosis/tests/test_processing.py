@@ -163,6 +163,8 @@ def test_status_json_reports_progress(study, as_clinician):
         "total": 8,
         "error": "",
     }
+    page = as_clinician.get(reverse("diagnosis:study-detail", args=[study.pk]))
+    assert "Waiting for an analysis worker" in page.text  # not an empty grey bar
 
 
 @pytest.mark.parametrize(

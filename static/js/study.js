@@ -13,6 +13,8 @@
           bar.style.width = Math.round((100 * s.done) / s.total) + "%";
           bar.textContent = `${s.done} / ${s.total} slices`;
         }
+        const note = document.getElementById("progress-note");
+        if (note && s.status === "processing") note.textContent = `Analysing: ${s.done} of ${s.total || "?"} slices`;
         if (s.status === "ready" || s.status === "failed") {
           clearInterval(timer);
           window.location.reload();
