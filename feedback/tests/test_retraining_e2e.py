@@ -29,6 +29,40 @@ pytestmark = pytest.mark.slow
 REAL_ANALYSE = study_adapter.analyse
 
 
+@pytest.fixture
+def phantom_dataset(
+    as_admin, data_dirs, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Register 18 tiny synthetic studies through the data set page, indexed at
+    once; the retraining task is left for the test to run."""
+    pytest.importorskip("keras")
+    monkeypatch.setattr(
+        "feedback.tasks.dataset_index_task.delay",
+        lambda pk: dataset_index_task.apply(args=[pk]),
+    )
+
+    def register(name, *, seed, test_fraction):
+        folder = data_dirs / "training-data" / name
+        synthesize_dataset(
+            folder, studies=18, seed=seed, size=64, slices=6, fmt="png", masks="none"
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            as_admin.post(
+                reverse("feedback:dataset-list"),
+                {
+                    "name": name,
+                    "root": str(folder),
+                    "test_fraction": test_fraction,
+                    "seed": 0,
+                },
+            )
+        dataset = TrainingDataset.objects.get(name=name)
+        assert dataset.status == "ready", dataset.error_message
+        return dataset
+
+    return register
+
+
 def test_feedback_to_promoted_model_end_to_end(
     as_admin,
     as_radiologist,
@@ -37,19 +71,10 @@ def test_feedback_to_promoted_model_end_to_end(
     active_model,
     series_dir,
     clinician,
-    data_dirs,
+    phantom_dataset,
     monkeypatch,
     django_capture_on_commit_callbacks,
 ):
-    pytest.importorskip("keras")
-    folder = data_dirs / "training-data" / "phantoms"
-    synthesize_dataset(
-        folder, studies=18, seed=4, size=64, slices=6, fmt="png", masks="none"
-    )
-    monkeypatch.setattr(
-        "feedback.tasks.dataset_index_task.delay",
-        lambda pk: dataset_index_task.apply(args=[pk]),
-    )
     queued = []
     monkeypatch.setattr("feedback.tasks.retrain_task.delay", queued.append)
 
@@ -62,13 +87,7 @@ def test_feedback_to_promoted_model_end_to_end(
     as_radiologist2.post(reverse("feedback:case-confirm", args=[case.pk]))
 
     # The admin registers the data set and starts a job.
-    with django_capture_on_commit_callbacks(execute=True):
-        as_admin.post(
-            reverse("feedback:dataset-list"),
-            {"name": "phantoms", "root": str(folder), "test_fraction": 0.2, "seed": 0},
-        )
-    dataset = TrainingDataset.objects.get()
-    assert dataset.status == "ready", dataset.error_message
+    dataset = phantom_dataset("phantoms", seed=4, test_fraction=0.2)
     with django_capture_on_commit_callbacks(execute=True):
         as_admin.post(
             reverse("feedback:job-list"),
@@ -135,29 +154,15 @@ def test_a_stroke_type_job_gives_a_type_model_that_studies_then_use(
     active_model,
     series_dir,
     clinician,
-    data_dirs,
+    phantom_dataset,
     monkeypatch,
     django_capture_on_commit_callbacks,
 ):
     """A type job trains a three-class model; with no active type model yet the
     gate lets it in, and the next study is analysed by it (a study prefers the
     stroke-type model of its modality) with the type probabilities shown."""
-    pytest.importorskip("keras")
-    folder = data_dirs / "training-data" / "typed"
-    synthesize_dataset(
-        folder, studies=18, seed=5, size=64, slices=6, fmt="png", masks="none"
-    )
-    monkeypatch.setattr(
-        "feedback.tasks.dataset_index_task.delay",
-        lambda pk: dataset_index_task.apply(args=[pk]),
-    )
     monkeypatch.setattr("feedback.tasks.retrain_task.delay", lambda pk: None)
-    with django_capture_on_commit_callbacks(execute=True):
-        as_admin.post(
-            reverse("feedback:dataset-list"),
-            {"name": "typed", "root": str(folder), "test_fraction": 0.3, "seed": 0},
-        )
-    dataset = TrainingDataset.objects.get()
+    dataset = phantom_dataset("typed", seed=5, test_fraction=0.3)
     assert set(dataset.class_counts) == {"normal", "ischemic", "hemorrhagic"}
     with django_capture_on_commit_callbacks(execute=True):
         as_admin.post(
