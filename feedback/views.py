@@ -271,6 +271,7 @@ def _comparison(version) -> dict:
     ]
     return {
         "gate": gate,
+        "show_type": version.task == "type",
         "evaluations": evaluations,
         "roc_chart": charts.roc_figure(evaluations),
         "comparison_confusion": charts.confusion_figures(

@@ -429,10 +429,10 @@ def step_retrain(walk: Walk, dataset: str) -> str:
             next_shot = seen + max(1, state["epochs"] // 3)
             with contextlib.suppress(PlaywrightTimeout):  # the page polls every 2 s
                 page.wait_for_function(
-                    "([shown, n]) => document.getElementById('job-status')"
-                    ".textContent.trim() === shown && Number(document"
-                    ".getElementById('job-epoch').textContent) >= n",
-                    arg=[state["status_display"], seen],
+                    "([shown, note]) => document.getElementById('job-status')"
+                    ".textContent.trim() === shown && document"
+                    ".getElementById('job-note').textContent.trim() === note",
+                    arg=[state["status_display"], state["note"]],
                     timeout=6_000,
                 )
             draw_charts(page)

@@ -97,6 +97,7 @@ def test_a_locked_split_too_small_to_rank_models_is_said_so(
     small = make_version(dataset=ready_dataset, auc=0.9, sens=0.95, studies=6)
     page = as_admin.get(reverse("feedback:model-detail", args=[small.pk]))
     assert "The locked split holds only 6 studies" in page.text
+    assert "Stroke type right" not in page.text  # a stroke vs normal model
     assert "[0.80, 0.95]" in page.text  # the candidate's AUC interval
     assert page.text.count("studies by truth and AI call") == 2  # both matrices
 

@@ -191,6 +191,7 @@ def test_a_stroke_type_job_gives_a_type_model_that_studies_then_use(
     page = as_admin.get(reverse("feedback:model-detail", args=[candidate.pk]))
     assert "No active type CT model yet" in page.text
     assert f"of {typed['type_n']} strokes" in page.text
+    assert "Stroke type right" in page.text
     as_admin.post(reverse("feedback:model-promote", args=[candidate.pk]))
     candidate.refresh_from_db()
     assert candidate.status == ModelStatus.ACTIVE
