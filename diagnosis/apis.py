@@ -71,7 +71,7 @@ class StudyOutputSerializer(serializers.Serializer):
 
 
 class StudyListOutputSerializer(serializers.Serializer):
-    """One worklist row: read from the study row alone, so a page is one query."""
+    """One worklist row, from a dict of `selectors.WORKLIST_FIELDS`."""
 
     id = serializers.IntegerField(source="pk")
     status = serializers.CharField()
@@ -89,7 +89,18 @@ class StudyListOutputSerializer(serializers.Serializer):
     url = serializers.SerializerMethodField()
 
     def get_url(self, study) -> str:
-        return reverse("api:study-detail", args=[study.pk])
+        return reverse("api:study-detail", args=[study["pk"]])
+
+
+class StudyListPagination(PageNumberPagination):
+    """Page-number pages whose total is shared for a few seconds per scope and
+    filters (`selectors.study_list_count_for_user`) rather than counted per page."""
+
+    def __init__(self, *, count):
+        self._count = count
+
+    def django_paginator_class(self, object_list, per_page):
+        return selectors.CountedPaginator(object_list, per_page, count=self._count)
 
 
 class StudyListCreateApi(APIView):
@@ -116,8 +127,11 @@ class StudyListCreateApi(APIView):
         filters = form.filters()
         if filters is None:
             raise ValidationError(form.errors.get_json_data())
-        studies = selectors.study_list_for_user(user=request.user, **filters)
-        paginator = PageNumberPagination()
+        user = request.user
+        studies = selectors.study_rows_for_user(user=user, **filters)
+        paginator = StudyListPagination(
+            count=lambda: selectors.study_list_count_for_user(user=user, **filters)
+        )
         page = paginator.paginate_queryset(studies, request, view=self)
         audit_record(
             action="study.list",
