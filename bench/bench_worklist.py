@@ -1,18 +1,23 @@
 """Worklist page and study API under load, with 10,000 studies in PostgreSQL.
 
     .venv/bin/python bench/bench_worklist.py [--studies 10000] [--clients 20]
-        [--seconds 20] [--database-url postgres://postgres@127.0.0.1:5432/stroke_bench]
+        [--seconds 20] [--workers 3] [--threads 1]
+        [--database-url postgres://postgres@127.0.0.1:5432/stroke_bench]
 
-Creates (or reuses) the benchmark database, seeds studies with AI results, starts
-gunicorn on loopback and drives it with wrk (Debian package `wrk`) as a signed-in
-radiologist. Prints a Markdown table: requests/s, p50/p95/p99 latency and errors for
-the worklist page, its second page, the study API list and one study's API detail.
+Creates (or reuses) the benchmark database, seeds studies with AI results, analyzes
+it, starts gunicorn on loopback and drives it with wrk (Debian package `wrk`) as a
+signed-in radiologist, after a short warm-up per endpoint. Prints a Markdown table
+for the worklist page, its 40th page, the AI-stroke filter, the study API list and one
+study's API detail: requests/s, p50/p95/p99 latency, errors, CPU per request of
+gunicorn and of PostgreSQL, and how many cores were busy (and how much of that was
+other programs: on a shared machine, latency is only comparable between quiet runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -45,6 +50,9 @@ def django_env(database_url: str, data_dir: str) -> dict[str, str]:
         DATA_DIR=data_dir,
         REDIS_URL="",
         LOG_LEVEL="WARNING",
+        # Connections (and their PostgreSQL backends) live through the whole run, so
+        # that the backends' CPU time can be read at its end.
+        DB_CONN_MAX_AGE="3600",
     )
     return env
 
@@ -115,7 +123,7 @@ print("SESSION", session.session_key, Study.objects.order_by("pk").first().pk)
 """
 
 
-def seed(env: dict[str, str], studies: int) -> tuple[str, int]:
+def seed(env: dict[str, str], studies: int, database_url: str) -> tuple[str, int]:
     python = sys.executable
     subprocess.run(
         [python, "manage.py", "migrate", "--noinput"],
@@ -132,12 +140,20 @@ def seed(env: dict[str, str], studies: int) -> tuple[str, int]:
         capture_output=True,
         text=True,
     )
+    # Fresh planner statistics, as autovacuum would have them on a live database (it
+    # may be off, or not have run yet after the bulk insert): without them the planner
+    # guesses ~1,200 studies and sorts the whole table for a deep page.
+    subprocess.run(
+        ["psql", database_url, "-c", "ANALYZE"], check=True, capture_output=True
+    )
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("SESSION"))
     _, key, first = line.split()
     return key, int(first)
 
 
-def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
+def start_server(
+    env: dict[str, str], port: int, workers: int, threads: int
+) -> subprocess.Popen:
     bin_dir = Path(sys.executable).parent
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput"],
@@ -153,9 +169,9 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
-            "3",
+            str(workers),
             "--threads",
-            "4",
+            str(threads),
         ],
         cwd=REPO,
         env=env,
@@ -170,6 +186,51 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError("gunicorn did not start")
+
+
+def cpu_snapshot(server_pid: int, database: str) -> dict:
+    """CPU seconds so far, per process, of gunicorn (master and workers) and of the
+    PostgreSQL backends serving `database`; the whole machine's busy time; and this
+    script's finished children (wrk)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" ", 1)
+            name, fields = rest.rsplit(")", 1)
+            fields = fields.split()  # [1] parent, [11] user and [12] system time
+            if server_pid in (int(pid), int(fields[1])):
+                kind = "gunicorn"
+            elif name == "(postgres":
+                # A backend's title reads "postgres: <user> <database> <client> ...".
+                title = (stat.parent / "cmdline").read_bytes().split(b" ")
+                if database.encode() not in title:
+                    continue
+                kind = "postgres"
+            else:
+                continue
+        except OSError:  # the process ended meanwhile
+            continue
+        procs[int(pid)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+    busy = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "procs": procs,
+        "machine": sum(int(busy[i]) for i in (0, 1, 2, 5, 6, 7)) / tick,
+        "wrk": children.ru_utime + children.ru_stime,
+    }
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds between two snapshots; a process that ended in between is left
+    out, and what no process of ours used counts as other programs'."""
+    used = {"gunicorn": 0.0, "postgres": 0.0}
+    for pid, (kind, seconds) in after["procs"].items():
+        used[kind] += seconds - before["procs"].get(pid, (kind, 0.0))[1]
+    used["wrk"] = after["wrk"] - before["wrk"]
+    used["machine"] = after["machine"] - before["machine"]
+    used["others"] = used["machine"] - used["gunicorn"] - used["postgres"] - used["wrk"]
+    return used
 
 
 def run_wrk(url: str, cookie: str, clients: int, seconds: int, script: Path) -> dict:
@@ -210,6 +271,10 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--port", type=int, default=8790)
+    # docker-compose.yml's web service: 3 sync workers.
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=3, help="seconds per endpoint")
     parser.add_argument(
         "--database-url", default="postgres://postgres@127.0.0.1:5432/stroke_bench"
     )
@@ -217,11 +282,13 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt install wrk", file=sys.stderr)
         return 2
+    load_before = os.getloadavg()[0]
     ensure_database(args.database_url)
+    database = args.database_url.rsplit("/", 1)[1]
     with tempfile.TemporaryDirectory() as data_dir:
         env = django_env(args.database_url, data_dir)
-        cookie, first = seed(env, args.studies)
-        server = start_server(env, args.port)
+        cookie, first = seed(env, args.studies, args.database_url)
+        server = start_server(env, args.port, args.workers, args.threads)
         script = Path(data_dir) / "report.lua"
         script.write_text(WRK_SCRIPT)
         base = f"http://127.0.0.1:{args.port}"
@@ -232,24 +299,39 @@ def main() -> int:
             "API study list": f"{base}/api/v1/studies/",
             "API study detail": f"{base}/api/v1/studies/{first + 7}/",
         }
+        rows = {}
         try:
-            rows = {
-                name: run_wrk(url, cookie, args.clients, args.seconds, script)
-                for name, url in targets.items()
-            }
+            for name, url in targets.items():
+                # First requests per worker compile templates and open connections.
+                run_wrk(url, cookie, args.clients, args.warmup, script)
+                before = cpu_snapshot(server.pid, database)
+                r = run_wrk(url, cookie, args.clients, args.seconds, script)
+                used = cpu_used(before, cpu_snapshot(server.pid, database))
+                r["gunicorn_ms"] = 1000 * used["gunicorn"] / max(r["requests"], 1)
+                r["postgres_ms"] = 1000 * used["postgres"] / max(r["requests"], 1)
+                r["busy"] = used["machine"] / args.seconds
+                r["others"] = max(used["others"], 0) / args.seconds
+                rows[name] = r
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
     print(
         f"\n{args.studies} studies in PostgreSQL, {args.clients} concurrent clients, "
-        f"{args.seconds} s each, gunicorn 3 workers x 4 threads, wrk on loopback\n"
+        f"{args.seconds} s each, gunicorn {args.workers} workers x {args.threads} "
+        f"threads, wrk on loopback, {os.cpu_count()} CPUs; load average "
+        f"{load_before:.1f} before the run\n"
     )
-    print("| endpoint | requests/s | p50 ms | p95 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| endpoint | requests/s | p50 ms | p95 ms | p99 ms | errors "
+        "| CPU ms/request gunicorn + PostgreSQL | cores busy (other programs) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
         print(
             f"| {name} | {r['rps']:.0f} | {r['p50']:.0f} | {r['p95']:.0f} | "
-            f"{r['p99']:.0f} | {r['errors']} |"
+            f"{r['p99']:.0f} | {r['errors']} | "
+            f"{r['gunicorn_ms']:.1f} + {r['postgres_ms']:.1f} | "
+            f"{r['busy']:.2f} ({r['others']:.2f}) |"
         )
     return 0
 
