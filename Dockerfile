@@ -23,4 +23,4 @@ RUN DJANGO_SECRET_KEY=build-only DATA_DIR=/tmp/build \
 
 USER portal
 EXPOSE 8000
-CMD ["gunicorn", "stroke_portal.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "stroke_portal.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "300", "--access-logfile", "-"]

@@ -39,5 +39,8 @@ def test_compose_file_has_the_promised_services():
     inference = " ".join(services["inference"]["command"])
     assert "--queues inference" in inference
     assert "--concurrency 1" in inference and "--prefetch-multiplier 1" in inference
-    assert "gunicorn" in services["web"]["command"]
+    web = services["web"]["command"]
+    assert "gunicorn" in web
+    # A 2 GB upload must not be cut by gunicorn's default 30 s worker timeout.
+    assert int(web[web.index("--timeout") + 1]) >= 300
     assert {"postgres-data", "portal-files"} <= set(compose["volumes"])
