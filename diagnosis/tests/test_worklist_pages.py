@@ -115,6 +115,13 @@ def test_worklist_row_shows_the_study_at_a_glance(clinician, as_radiologist):
     assert "To review" not in row and "—" in row
 
 
+def test_a_row_without_an_age_starts_with_the_sex(clinician, as_radiologist):
+    add_studies(clinician, 1, patient_age=None, patient_sex="M")
+    _, body = page_rows(as_radiologist)
+    row = re.search(r'<tr data-study="\d+">.*?</tr>', body, re.S).group(0)
+    assert '<div class="small text-body-secondary">Male</div>' in row
+
+
 def test_filter_form_keeps_the_choices_and_marks_what_is_wrong(as_radiologist):
     body = as_radiologist.get(
         reverse("diagnosis:study-list"),
