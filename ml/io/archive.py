@@ -211,40 +211,26 @@ def data_archive_check(path: Path, *, limits: LoadLimits) -> list[str]:
     decompressed): empty, too many files or bytes, unsafe, encrypted or linked
     members. A data set must be what the archive says, so one bad member refuses
     the archive; at most five problems are named."""
-    listed = _listed_entries(path)
-    if listed > _MAX_ENTRIES_PER_FILE * limits.max_files + _SPARE_ENTRIES:
-        return [f"it lists about {listed} entries; at most {limits.max_files} files"]
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = _data_members(zf)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        return [f"not a readable zip archive ({exc})"]
-    budget = ByteBudget(limit=limits.max_total_bytes)
-    whole = _zip_problem(infos, limits=limits, budget=budget, room=limits.max_files)
-    if whole:
-        return [whole]
-    problems = [
-        f"{info.filename}: {reason}"
-        for info in infos
-        if (reason := _member_problem(info, limits=limits))
-    ]
-    return problems[:5]
+    zf, _, problems = _read_data_directory(path, limits=limits)
+    if zf is not None:
+        zf.close()
+    return problems
 
 
 def extract_data_archive(
     path: Path, dest: Path, *, limits: LoadLimits
 ) -> TreeExtracted:
-    """Unpack a checked data archive into ``dest`` with its folder tree, skipping
-    operating-system clutter. Raises ValueError naming the first member that cannot
-    be unpacked (the caller removes ``dest``)."""
-    problems = data_archive_check(path, limits=limits)
-    if problems:
+    """Unpack a data archive into ``dest`` with its folder tree, skipping
+    operating-system clutter, after the checks of :func:`data_archive_check` and
+    one for free disk space. Raises ValueError naming what is wrong (the caller
+    removes ``dest``)."""
+    zf, infos, problems = _read_data_directory(path, limits=limits)
+    if zf is None:
         raise ValueError("; ".join(problems))
-    dest.mkdir(parents=True, exist_ok=True)
-    _check_free_space(path, dest)
-    budget = ByteBudget(limit=limits.max_total_bytes)
-    with zipfile.ZipFile(path) as zf:
-        infos = _data_members(zf)
+    with zf:
+        dest.mkdir(parents=True, exist_ok=True)
+        _check_free_space(infos, dest)
+        budget = ByteBudget(limit=limits.max_total_bytes)
         for info in infos:
             target = dest.joinpath(*_member_parts(info.filename))
             try:
@@ -257,9 +243,42 @@ def extract_data_archive(
     return TreeExtracted(root=_single_folder(dest), files=len(infos))
 
 
-def _check_free_space(path: Path, dest: Path) -> None:
-    with zipfile.ZipFile(path) as zf:
-        needed = sum(i.file_size for i in _data_members(zf))
+def _read_data_directory(
+    path: Path, *, limits: LoadLimits
+) -> tuple[zipfile.ZipFile | None, list[zipfile.ZipInfo], list[str]]:
+    """Open the archive and read its data members once: (open zip, members, [])
+    or (None, [], problems) when it cannot be a data set."""
+    listed = _listed_entries(path)
+    if listed > _MAX_ENTRIES_PER_FILE * limits.max_files + _SPARE_ENTRIES:
+        return (
+            None,
+            [],
+            [f"it lists about {listed} entries; at most {limits.max_files} files"],
+        )
+    try:
+        zf = zipfile.ZipFile(path)
+        infos = _data_members(zf)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return None, [], [f"not a readable zip archive ({exc})"]
+    budget = ByteBudget(limit=limits.max_total_bytes)
+    whole = _zip_problem(infos, limits=limits, budget=budget, room=limits.max_files)
+    problems = (
+        [whole]
+        if whole
+        else [
+            f"{info.filename}: {reason}"
+            for info in infos
+            if (reason := _member_problem(info, limits=limits))
+        ]
+    )
+    if problems:
+        zf.close()
+        return None, [], problems[:5]
+    return zf, infos, []
+
+
+def _check_free_space(infos: list[zipfile.ZipInfo], dest: Path) -> None:
+    needed = sum(i.file_size for i in infos)
     free = shutil.disk_usage(dest).free
     if needed > free:
         raise ValueError(
