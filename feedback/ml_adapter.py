@@ -66,6 +66,7 @@ class DatasetIndex:
     warnings: list[str]
     skipped: int
     synthetic: bool = False  # phantoms made by ml.synthetic
+    test_counts: dict[str, list[int]] = field(default_factory=dict)  # [images, scans]
 
 
 def architectures() -> dict[str, str]:
@@ -146,6 +147,7 @@ def dataset_index(
         pool=pool,
         test=test,
         counts={k: list(v) for k, v in class_counts(rows).items()},
+        test_counts={k: list(v[:2]) for k, v in class_counts(test).items()},
         duplicates={
             "exact_clusters": len(result.duplicates.exact),
             "near_pairs": len(result.duplicates.near),

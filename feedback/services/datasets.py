@@ -201,7 +201,7 @@ def dataset_index(*, dataset_id: int) -> str:
         class_counts=index.counts,
         duplicates=index.duplicates,
         warnings=index.warnings + _overlap_warnings(dataset, index),
-        test_class_counts=_label_counts(index.test),
+        test_class_counts=index.test_counts,
         synthetic=index.synthetic,
         skipped=index.skipped,
         locked_test_groups=sorted({r.split_group or r.group for r in index.test}),
@@ -211,15 +211,6 @@ def dataset_index(*, dataset_id: int) -> str:
         indexed_at=timezone.now(),
     )
     return DatasetStatus.READY
-
-
-def _label_counts(rows) -> dict[str, list[int]]:
-    """label → [images, scans] of a split."""
-    counts: dict[str, list[int]] = {}
-    for label in sorted({r.label for r in rows}):
-        mine = [r for r in rows if r.label == label]
-        counts[label] = [len(mine), len({r.group for r in mine})]
-    return counts
 
 
 def _overlap_warnings(dataset: TrainingDataset, index) -> list[str]:
