@@ -20,6 +20,8 @@ from ml.inference.results import (
     aggregate_slices,
     describe_aggregation,
     label_and_confidence,
+    study_stroke_type,
+    study_type_probabilities,
     temperature_softmax,
     top_k_indices,
 )
@@ -206,10 +208,7 @@ class Predictor:
         method = str(self.card.extra.get("aggregation", DEFAULT_AGGREGATION))
         k = int(self.card.extra.get("top_k", DEFAULT_TOP_K))
         study_p = aggregate_slices(slice_p, method=method, k=k)
-        # Type probabilities over the slices that decide a top-k study (all slices
-        # for mean, the most suspicious for max).
-        chosen = {"mean": len(slice_p), "max": 1}.get(method, k)
-        type_p = probs[top_k_indices(slice_p, k=chosen)].mean(axis=0)
+        type_p = study_type_probabilities(probs, slice_p, method=method, k=k)
         return self._finish(
             slice_p,
             study_p=study_p,
@@ -248,7 +247,7 @@ class Predictor:
                 c: float(p) for c, p in zip(card.classes, type_p, strict=True)
             }
             if label == "stroke":
-                stroke_type = card.classes[1 + int(np.argmax(type_p[1:]))]
+                stroke_type = study_stroke_type(type_p, card.classes)
         top = top_k_indices(slice_p, k=SUSPICIOUS_SLICES)
         return StudyPrediction(
             slice_probabilities=slice_p,

@@ -127,6 +127,21 @@ def aggregate_slices(
     return float(values[top_k_indices(values, k=k)].mean())
 
 
+def study_type_probabilities(
+    class_probs: np.ndarray, slice_p: np.ndarray, *, method: str, k: int
+) -> np.ndarray:
+    """(K,) class probabilities of a study from its (D, K) slice probabilities:
+    the mean over the slices that decide the study's stroke probability (all of
+    them for "mean", the most suspicious for "max", the top ``k`` otherwise)."""
+    chosen = {"mean": len(slice_p), "max": 1}.get(method, k)
+    return np.asarray(class_probs)[top_k_indices(slice_p, k=chosen)].mean(axis=0)
+
+
+def study_stroke_type(type_p: np.ndarray, classes: list[str] | tuple[str, ...]) -> str:
+    """The stroke class (every class after "normal") with the larger probability."""
+    return classes[1 + int(np.argmax(np.asarray(type_p)[1:]))]
+
+
 def describe_aggregation(*, method: str, k: int) -> str:
     """A reader's description of an aggregation rule."""
     if method == "topk":

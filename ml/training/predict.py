@@ -73,11 +73,10 @@ def predict_manifest(
 
 
 def _study_types(pred, scores, fitter, card) -> dict[str, tuple[str, str]]:
-    """study → (true label, predicted type): the stroke class with the larger
-    calibrated probability, averaged over the slices that decide the study (as
-    ``ml.inference.Predictor`` does for one study)."""
+    """study → (true label, predicted type), chosen as ``ml.inference.Predictor``
+    chooses it for one study."""
     from ml.evaluation.calibration import apply_temperature
-    from ml.inference.results import top_k_indices
+    from ml.inference.results import study_stroke_type, study_type_probabilities
 
     rows, classes = fitter.rows, card.classes
     truth = {rows[i].group: classes[int(fitter.labels[i])] for i in pred["indices"]}
@@ -87,15 +86,16 @@ def _study_types(pred, scores, fitter, card) -> dict[str, tuple[str, str]]:
     else:
         probs = apply_temperature(probs=pred["slices"], temperature=card.temperature)
         groups = np.asarray(scores["groups"])
-        k = {"mean": len(groups), "max": 1}.get(
-            fitter.cfg.aggregation, fitter.cfg.top_k
-        )
         by_study = {}
         for name in scores["names"]:
             mine = np.flatnonzero(groups == name)
-            chosen = mine[top_k_indices(scores["slice"][mine], k=k)]
-            by_study[name] = probs[chosen].mean(axis=0)
+            by_study[name] = study_type_probabilities(
+                probs[mine],
+                scores["slice"][mine],
+                method=fitter.cfg.aggregation,
+                k=fitter.cfg.top_k,
+            )
     return {
-        name: (truth[name], classes[1 + int(np.argmax(p[1:]))])
+        name: (truth[name], study_stroke_type(p, classes))
         for name, p in by_study.items()
     }
