@@ -92,6 +92,13 @@ class ModelVersion(BaseModel):
         return f"{self.name} {self.version}{demo}"
 
     @property
+    def badge(self) -> str:
+        """Bootstrap colour of the status badge."""
+        return {ModelStatus.ACTIVE: "success", ModelStatus.CANDIDATE: "info"}.get(
+            self.status, "secondary"
+        )
+
+    @property
     def locked_evaluation(self) -> "ModelEvaluation | None":
         """The newest successful evaluation on a locked test split (use with
         prefetch_related("evaluations"): no query per row)."""
@@ -351,6 +358,10 @@ class RetrainingJob(BaseModel):
         return f"{self.get_status_display()} after {done} of {total} epochs."
 
 
+# Below this specificity a model calls most normal studies strokes: pages flag it.
+LOW_SPECIFICITY = 0.5
+
+
 class ModelEvaluation(BaseModel):
     """One model version judged on one data set's locked test split."""
 
@@ -383,3 +394,8 @@ class ModelEvaluation(BaseModel):
     def metric(self, name: str) -> float | None:
         value = self.report.get("study", {}).get(name)
         return None if value is None or value != value else float(value)
+
+    @property
+    def low_specificity(self) -> bool:
+        value = self.metric("specificity")
+        return value is not None and value < LOW_SPECIFICITY

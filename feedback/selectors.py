@@ -13,6 +13,7 @@ from django.http import Http404
 from accounts.models import Role, User
 
 from .models import (
+    LOW_SPECIFICITY,
     CaseStatus,
     DatasetStatus,
     FeedbackCase,
@@ -219,7 +220,6 @@ def promotion_gate(*, candidate: ModelVersion) -> GateDecision:
     return decision
 
 
-LOW_SPECIFICITY = 0.5
 # Below this many studies a locked split's intervals are too wide to rank models.
 SMALL_SPLIT_STUDIES = 30
 
