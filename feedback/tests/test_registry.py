@@ -91,6 +91,21 @@ def test_a_candidate_that_flags_most_normal_studies_is_shown_as_such(
     assert 'data-testid="gate-notes"' not in page.text
 
 
+def test_a_model_not_yet_judged_on_a_locked_split_shows_its_own_figures(
+    as_admin, make_version
+):
+    version = make_version(status=ModelStatus.ACTIVE)
+    ModelVersion.objects.filter(pk=version.pk).update(
+        metrics={
+            "evaluation": "held-out synthetic phantoms",
+            "study": {"auc": 0.978, "sensitivity": 0.9, "specificity": 1.0},
+        }
+    )
+    listing = as_admin.get(reverse("feedback:model-list"))
+    row = listing.text.split(f'data-testid="model-{version.pk}"')[1].split("</tr>")[0]
+    assert "0.978" in row and "own test" in row and "held-out synthetic" in row
+
+
 def test_a_locked_split_too_small_to_rank_models_is_said_so(
     as_admin, active, make_version, ready_dataset
 ):
