@@ -13,11 +13,15 @@ from typing import Any
 
 import numpy as np
 
-AGGREGATIONS = ("mean", "max", "topk")
-#: Study-level aggregation used unless told otherwise: the mean of the k most
-#: suspicious slices. A lesion shows on a few of ~30 slices, so the plain mean
-#: dilutes it, while the max follows the single noisiest slice.
-DEFAULT_AGGREGATION, DEFAULT_TOP_K = "topk", 5
+# The study rule lives in ml.inference.results (pure numpy, no TensorFlow), so the
+# threshold chosen here is chosen with the rule the Predictor applies.
+from ml.inference.results import (
+    AGGREGATIONS,
+    DEFAULT_AGGREGATION,
+    DEFAULT_TOP_K,
+    aggregate_slices,
+)
+
 POINT_METRICS = (
     "auc",
     "accuracy",
@@ -106,11 +110,16 @@ def aggregate_by_group(
     groups: Sequence[str],
     method: str = DEFAULT_AGGREGATION,
     k: int = DEFAULT_TOP_K,
+    eligible: Any = None,
 ) -> tuple[list[str], np.ndarray]:
-    """Study probabilities from slice probabilities.
+    """Study probabilities from slice probabilities, one
+    :func:`ml.inference.results.aggregate_slices` call per study.
 
-    ``method``: ``"mean"``, ``"max"`` or ``"topk"`` (mean of the k highest; all of a
-    study's slices when it has fewer). Returns (sorted group names, (G,) float64).
+    ``prob`` (N,) slice probabilities, ``groups`` (N,) study names, ``eligible``
+    optional (N,) bool aligned with ``prob``: the slices allowed to decide their
+    study (a study with none eligible uses all its slices). ``method``: ``"mean"``,
+    ``"max"`` or ``"topk"`` (mean of the k highest; all of a study's slices when it
+    has fewer). Returns (sorted group names, (G,) float64).
     """
     if method not in AGGREGATIONS:
         raise ValueError(f"aggregation {method!r} is not one of {AGGREGATIONS}")
@@ -120,16 +129,19 @@ def aggregate_by_group(
     names = np.asarray(groups)
     if names.shape != p.shape:
         raise ValueError(f"{names.size} group names but {p.size} probabilities")
+    mask = None if eligible is None else np.asarray(eligible, bool).ravel()
+    if mask is not None and mask.shape != p.shape:
+        raise ValueError(f"{mask.size} eligible flags but {p.size} probabilities")
     unique, inverse = np.unique(names, return_inverse=True)
     out = np.empty(len(unique))
     for g in range(len(unique)):
-        mine = p[inverse == g]
-        if method == "mean":
-            out[g] = mine.mean()
-        elif method == "max":
-            out[g] = mine.max()
-        else:
-            out[g] = np.sort(mine)[-k:].mean()
+        mine = inverse == g
+        out[g] = aggregate_slices(
+            p[mine],
+            method=method,
+            k=k,
+            eligible=None if mask is None else mask[mine],
+        )
     return [str(u) for u in unique], out
 
 

@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 #: Slice models: how slice probabilities become the study probability, unless the
-#: model card says otherwise (``extra["aggregation"]``, ``extra["top_k"]``). The same
-#: rule as ``ml.evaluation.aggregate_by_group``, which chose the model's threshold:
-#: the mean of the k most suspicious slices. A stroke shows on a few of ~30 slices,
-#: so the mean of all would drown it, and the maximum follows one noisy slice.
+#: model card says otherwise (``extra["aggregation"]``, ``extra["top_k"]``): the mean
+#: of the k most suspicious slices. Defined here only; ``ml.evaluation`` re-exports
+#: them, so the rule that chose a model's threshold is the rule that applies it.
+#: A stroke shows on a few of ~30 slices, so the mean of all would drown it, and the
+#: maximum follows one noisy slice.
 AGGREGATIONS = ("mean", "max", "topk")
 DEFAULT_AGGREGATION, DEFAULT_TOP_K = "topk", 5
 #: How many slices a prediction names as the most suspicious.
@@ -112,14 +113,24 @@ def aggregate_slices(
     *,
     method: str = DEFAULT_AGGREGATION,
     k: int = DEFAULT_TOP_K,
+    eligible: np.ndarray | None = None,
 ) -> float:
     """Study probability from (D,) slice probabilities: their ``"mean"``, ``"max"``
-    or ``"topk"`` (mean of the ``k`` largest; all of them when D < k)."""
+    or ``"topk"`` (mean of the ``k`` largest; all of them when fewer than ``k``).
+
+    The one implementation of the study rule: serving (``Predictor``), training's
+    threshold choice and evaluation (``ml.evaluation.aggregate_by_group``) all call
+    it. ``eligible``: optional (D,) bool mask of the slices allowed to decide the
+    study (brain slices; neck and vertex slices False); only those are aggregated.
+    When no slice is eligible, all slices are used, so that every study still gets
+    a probability.
+    """
     if method not in AGGREGATIONS:
         raise ValueError(f"aggregation {method!r} is not one of {AGGREGATIONS}")
     values = np.asarray(probabilities, np.float64)
     if values.ndim != 1 or values.size == 0:
         raise ValueError(f"need a non-empty (D,) array, got shape {values.shape}")
+    values = values[_deciding(eligible, size=values.size)]
     if method == "mean":
         return float(values.mean())
     if method == "max":
@@ -127,14 +138,32 @@ def aggregate_slices(
     return float(values[top_k_indices(values, k=k)].mean())
 
 
+def _deciding(eligible: np.ndarray | None, *, size: int) -> np.ndarray:
+    """(D,) bool: the eligible slices, or every slice when none (or no mask) is."""
+    if eligible is None:
+        return np.ones(size, bool)
+    mask = np.asarray(eligible, bool)
+    if mask.shape != (size,):
+        raise ValueError(f"eligible has shape {mask.shape}, expected ({size},)")
+    return mask if mask.any() else np.ones(size, bool)
+
+
 def study_type_probabilities(
-    class_probs: np.ndarray, slice_p: np.ndarray, *, method: str, k: int
+    class_probs: np.ndarray,
+    slice_p: np.ndarray,
+    *,
+    method: str,
+    k: int,
+    eligible: np.ndarray | None = None,
 ) -> np.ndarray:
     """(K,) class probabilities of a study from its (D, K) slice probabilities:
     the mean over the slices that decide the study's stroke probability (all of
-    them for "mean", the most suspicious for "max", the top ``k`` otherwise)."""
+    them for "mean", the most suspicious for "max", the top ``k`` otherwise), among
+    the ``eligible`` slices as in :func:`aggregate_slices`."""
     chosen = {"mean": len(slice_p), "max": 1}.get(method, k)
-    return np.asarray(class_probs)[top_k_indices(slice_p, k=chosen)].mean(axis=0)
+    deciding = np.flatnonzero(_deciding(eligible, size=len(slice_p)))
+    best = top_k_indices(np.asarray(slice_p)[deciding], k=chosen)
+    return np.asarray(class_probs)[deciding[best]].mean(axis=0)
 
 
 def study_stroke_type(type_p: np.ndarray, classes: list[str] | tuple[str, ...]) -> str:

@@ -76,6 +76,53 @@ def test_study_aggregation_mean_max_and_top_k():
         aggregate_by_group(prob=prob, groups=groups, method="median")
 
 
+@pytest.mark.parametrize("method", ["mean", "max", "topk"])
+def test_study_aggregation_of_evaluation_and_serving_agree(method):
+    """Training chooses the threshold with aggregate_by_group, the Predictor applies
+    it with aggregate_slices: they must give the same study probabilities."""
+    from ml.inference.results import aggregate_slices
+
+    rng = np.random.default_rng(3)
+    sizes = {"s1": 23, "s2": 3, "s3": 9, "s4": 6}
+    groups = [name for name, n in sizes.items() for _ in range(n)]
+    prob = rng.random(len(groups))
+    eligible = rng.random(len(groups)) < 0.6
+    eligible[np.asarray(groups) == "s4"] = False  # none eligible: all decide
+    for mask in (None, eligible):
+        names, study = aggregate_by_group(
+            prob=prob, groups=groups, method=method, k=5, eligible=mask
+        )
+        for name, value in zip(names, study, strict=True):
+            mine = np.asarray(groups) == name
+            served = aggregate_slices(
+                prob[mine],
+                method=method,
+                k=5,
+                eligible=None if mask is None else mask[mine],
+            )
+            assert value == served
+
+
+def test_only_eligible_slices_decide_a_study():
+    from ml.inference.results import aggregate_slices, study_type_probabilities
+
+    prob = np.array([0.99, 0.2, 0.4, 0.95])  # bright neck and vertex slices
+    brain = np.array([False, True, True, False])
+    assert aggregate_slices(prob, method="max", eligible=brain) == pytest.approx(0.4)
+    assert aggregate_slices(prob, method="topk", k=5, eligible=brain) == pytest.approx(
+        0.3
+    )
+    none = np.zeros(4, bool)
+    assert aggregate_slices(prob, method="max", eligible=none) == pytest.approx(0.99)
+    classes = np.array([[0.0, 1.0], [0.8, 0.2], [0.6, 0.4], [0.0, 1.0]])
+    types = study_type_probabilities(classes, prob, method="max", k=5, eligible=brain)
+    assert types == pytest.approx([0.6, 0.4])
+    with pytest.raises(ValueError, match="eligible"):
+        aggregate_slices(prob, eligible=brain[:3])
+    with pytest.raises(ValueError, match="eligible"):
+        aggregate_by_group(prob=prob, groups=["a"] * 4, eligible=brain[:3])
+
+
 @pytest.mark.parametrize("target", [0.5, 0.8, 0.95, 1.0])
 def test_threshold_reaches_the_target_sensitivity_and_no_higher_one_does(target):
     y, prob = _fixed(seed=3)
