@@ -3,10 +3,14 @@
 Pure numpy/OpenCV. Every image handled here is float32 in [0, 1] unless a docstring
 says otherwise; volumes are (D, H, W) and model input is (D, S, S, C).
 
-The chain of :func:`preprocess_volume` per slice is: units → [0, 1] (window for
+The chain of :func:`preprocess_study` per slice is: units → [0, 1] (window for
 Hounsfield units, /255 for images that arrive already windowed, percentiles for
 MR/raw data) → head crop → letterbox resize → denoise → CLAHE → clip to [0, 1].
 Resizing comes before denoising and CLAHE so that both run on the small image.
+With ``PreprocessConfig.brain`` the crop and resize are replaced by
+:func:`ml.brain.brain_study`: the slice aligned on its midline, skull stripped.
+Either way the geometric part is one affine per slice, returned with the input
+(:class:`PreparedInput`), so a map on the input goes back onto the slice.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from ml.brain import BrainConfig, brain_study
 
 #: Window presets as (centre, width) in Hounsfield units.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
@@ -263,15 +269,38 @@ def resize_keep_aspect(
     height, width = image.shape[:2]
     if height == 0 or width == 0:
         raise ValueError(f"cannot resize an empty image of shape {image.shape}")
-    scale = size / max(height, width)
-    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    new_h, new_w, top, left = _letterbox(height, width, size)
+    interp = cv2.INTER_AREA if size < max(height, width) else cv2.INTER_LINEAR
     resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
     resized = resized.reshape((new_h, new_w, *image.shape[2:]))
     out = np.full((size, size, *image.shape[2:]), pad_value, dtype=image.dtype)
-    top, left = (size - new_h) // 2, (size - new_w) // 2
     out[top : top + new_h, left : left + new_w] = resized
     return out
+
+
+def _letterbox(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """(new height, new width, top, left) of a (height, width) image letterboxed
+    into (size, size): the longer side becomes ``size``, the other is centred."""
+    scale = size / max(height, width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    return new_h, new_w, (size - new_h) // 2, (size - new_w) // 2
+
+
+def letterbox_matrix(box: tuple[int, int, int, int], *, size: int) -> np.ndarray:
+    """(2, 3) float64 affine from slice (x, y) to input (x, y) of a crop to ``box``
+    (y0, y1, x0, x1) followed by :func:`resize_keep_aspect` to ``size``.
+
+    Pixel centres as ``cv2.resize`` maps them: x' = (x - x0 + 0.5) * s - 0.5.
+    """
+    y0, y1, x0, x1 = box
+    new_h, new_w, top, left = _letterbox(y1 - y0, x1 - x0, size)
+    sy, sx = new_h / (y1 - y0), new_w / (x1 - x0)
+    return np.array(
+        [
+            [sx, 0.0, left + (0.5 - x0) * sx - 0.5],
+            [0.0, sy, top + (0.5 - y0) * sy - 0.5],
+        ]
+    )
 
 
 # --- the chain -------------------------------------------------------------------
@@ -285,6 +314,10 @@ class PreprocessConfig:
     three channels; needs ``channels=3``). ``size``: output side in pixels.
     ``channels``: 1, or 3 (a single window is repeated). ``denoise``: one of
     ``DENOISE_KINDS``. ``crop``: crop each slice to its own head bounding box.
+    ``brain``: read each slice through :func:`ml.brain.brain_study` instead
+    (aligned on its midline, skull stripped, in the brain window of ``ml.brain``:
+    level 40 / width 120 HU); ``window`` must then be ``"brain"``, ``crop`` is not
+    used and ``size`` is at least 32. Cards written before it load as False.
     """
 
     window: str = "brain"
@@ -293,6 +326,7 @@ class PreprocessConfig:
     denoise: str = "none"
     crop: bool = True
     channels: int = 1
+    brain: bool = False
 
     def __post_init__(self) -> None:
         if self.window != "multi" and self.window not in WINDOW_PRESETS:
@@ -310,6 +344,13 @@ class PreprocessConfig:
             raise ValueError(
                 f"denoise must be one of {DENOISE_KINDS}, got {self.denoise!r}"
             )
+        if self.brain and self.window != "brain":
+            raise ValueError(
+                f"brain=True reads the brain window (level 40 / width 120) of "
+                f"ml.brain; set window='brain', got {self.window!r}"
+            )
+        if self.brain and self.size < 32:
+            raise ValueError(f"brain=True needs size >= 32, got {self.size}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of JSON-serialisable fields."""
@@ -329,16 +370,40 @@ def _checked_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     return dict(data)
 
 
+@dataclass(frozen=True)
+class PreparedInput:
+    """A study made model input, and how each slice got there.
+
+    ``x``: (D, S, S, C) float32 in [0, 1]. ``matrices``: (D, 2, 3) float64 affines
+    from slice (x, y) pixels to input (x, y) pixels (crop + letterbox, or the brain
+    alignment); ``ml.inference.geometry.input_to_slice`` inverts them.
+    ``brain_slices``: (D,) bool, the slices with enough brain to decide a study
+    (``config.brain`` only; None otherwise).
+    """
+
+    x: np.ndarray
+    matrices: np.ndarray
+    brain_slices: np.ndarray | None = None
+
+
 def preprocess_slice(image: np.ndarray, *, config: PreprocessConfig) -> np.ndarray:
     """Apply crop → resize → denoise → CLAHE to one [0, 1] slice.
 
     ``image``: (H, W) or (H, W, C) float32 in [0, 1], as from :func:`to_unit_range`.
     The crop box comes from this slice's own head mask. Returns (S, S, C) float32.
     """
-    if config.crop:
-        y0, y1, x0, x1 = head_box_fast(image)
-        image = image[y0:y1, x0:x1]
-    return _finish_slice(image, config=config)
+    return _prepare_slice(image, config=config)[0]
+
+
+def _prepare_slice(
+    image: np.ndarray, *, config: PreprocessConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    # The model input of one slice and its (2, 3) slice -> input affine.
+    height, width = image.shape[:2]
+    box = head_box_fast(image) if config.crop else (0, height, 0, width)
+    y0, y1, x0, x1 = box
+    finished = _finish_slice(image[y0:y1, x0:x1], config=config)
+    return finished, letterbox_matrix(box, size=config.size)
 
 
 def head_box_fast(
@@ -372,6 +437,11 @@ def head_box_fast(
 
 def _finish_slice(image: np.ndarray, *, config: PreprocessConfig) -> np.ndarray:
     img = resize_keep_aspect(np.ascontiguousarray(image), size=config.size)
+    return _filter_slice(img, config=config)
+
+
+def _filter_slice(img: np.ndarray, *, config: PreprocessConfig) -> np.ndarray:
+    # Denoise -> CLAHE -> clip -> channels, on an image already (S, S).
     img = denoise(img, kind=config.denoise)
     if config.clahe:
         img = apply_clahe(img)
@@ -387,13 +457,18 @@ def _with_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(image, channels, axis=-1).astype(np.float32, copy=False)
 
 
-def _multi_window_slice(hu: np.ndarray, *, config: PreprocessConfig) -> np.ndarray:
+def _multi_window_slice(
+    hu: np.ndarray, *, config: PreprocessConfig
+) -> tuple[np.ndarray, np.ndarray]:
     # Crop in HU first: windowing three channels of the small crop is much cheaper
     # than windowing the whole slice.
+    height, width = hu.shape
+    box = (0, height, 0, width)
     if config.crop:
-        y0, y1, x0, x1 = head_box_fast(window_by_name(hu, name="brain"))
-        hu = hu[y0:y1, x0:x1]
-    return _finish_slice(multi_window(np.ascontiguousarray(hu)), config=config)
+        box = head_box_fast(window_by_name(hu, name="brain"))
+    y0, y1, x0, x1 = box
+    crop = multi_window(np.ascontiguousarray(hu[y0:y1, x0:x1]))
+    return _finish_slice(crop, config=config), letterbox_matrix(box, size=config.size)
 
 
 def preprocess_volume(
@@ -401,23 +476,55 @@ def preprocess_volume(
 ) -> np.ndarray:
     """Turn a (D, H, W) study into model input (D, S, S, C) float32 in [0, 1].
 
+    The ``x`` of :func:`preprocess_study`, for callers that need only the input.
+    """
+    return preprocess_study(volume, units=units, config=config).x
+
+
+def preprocess_study(
+    volume: np.ndarray, *, units: str, config: PreprocessConfig
+) -> PreparedInput:
+    """Turn a (D, H, W) study into model input and say how each slice mapped.
+
     ``units`` as reported by the loader (see :func:`to_unit_range`). With
     ``config.window == "multi"`` a non-HU volume cannot be re-windowed, so its single
     normalised channel is repeated. Each slice is cropped to its own head box (from
     the brain window for HU): head size changes from skull base to vertex, and a
-    per-slice box fills the input.
+    per-slice box fills the input. With ``config.brain`` each slice is instead the
+    aligned brain of :func:`ml.brain.brain_study`, 0 outside the brain mask.
+    Returns a :class:`PreparedInput`: x (D, S, S, C) float32 in [0, 1] and one
+    slice -> input affine per slice.
     """
     if volume.ndim != 3:
         raise ValueError(f"volume must be (D, H, W), got shape {volume.shape}")
-    out = np.empty((len(volume), config.size, config.size, config.channels), np.float32)
+    if config.brain:
+        return _brain_input(volume, units=units, config=config)
     if units == "HU" and config.window == "multi":
-        for k, hu in enumerate(volume):
-            out[k] = _multi_window_slice(hu, config=config)
-        return out
-    window = config.window if units == "HU" else "brain"
-    for k, image in enumerate(to_unit_range(volume, units=units, window=window)):
-        out[k] = preprocess_slice(image, config=config)
-    return out
+        done = (_multi_window_slice(hu, config=config) for hu in volume)
+    else:
+        window = config.window if units == "HU" else "brain"
+        unit = to_unit_range(volume, units=units, window=window)
+        done = (_prepare_slice(image, config=config) for image in unit)
+    out = np.empty((len(volume), config.size, config.size, config.channels), np.float32)
+    matrices = np.empty((len(volume), 2, 3), np.float64)
+    for k, (image, matrix) in enumerate(done):
+        out[k], matrices[k] = image, matrix
+    return PreparedInput(x=out, matrices=matrices)
+
+
+def _brain_input(
+    volume: np.ndarray, *, units: str, config: PreprocessConfig
+) -> PreparedInput:
+    # The aligned slices already have the input's size: no crop, no resize.
+    if units not in UNITS:
+        raise ValueError(f"unknown units {units!r}; choose from {list(UNITS)}")
+    study = brain_study(volume, units=units, config=BrainConfig(size=config.size))
+    out = np.empty((len(volume), config.size, config.size, config.channels), np.float32)
+    for k, aligned in enumerate(study.slices):
+        stripped = np.where(aligned.brain, aligned.image, np.float32(0.0))
+        out[k] = _filter_slice(stripped, config=config)
+    matrices = np.stack([s.matrix for s in study.slices]).astype(np.float64)
+    return PreparedInput(x=out, matrices=matrices, brain_slices=study.is_brain.copy())
 
 
 # --- augmentation ----------------------------------------------------------------

@@ -43,7 +43,7 @@ from ml.onnx_export import (
     onnx_outputs,
     onnx_session,
 )
-from ml.preprocess import PreprocessConfig, preprocess_volume
+from ml.preprocess import PreparedInput, PreprocessConfig, preprocess_study
 
 if TYPE_CHECKING:
     from ml.io import LoadResult
@@ -86,7 +86,7 @@ class Predictor:
         self.onnx = onnx
         self._runner = runner
         self._explainer: Any = None
-        self._last_input: tuple[np.ndarray, np.ndarray] | None = None
+        self._last_input: tuple[np.ndarray, PreparedInput] | None = None
 
     # --- loading ------------------------------------------------------------------
 
@@ -130,6 +130,10 @@ class Predictor:
     ) -> Predictor:
         card = model_card_load(folder)
         model_files_verify(folder, card)
+        if card.architecture == "lesion_features":
+            from ml.lesion.predictor import LesionPredictor  # numpy, no TensorFlow
+
+            return LesionPredictor.from_folder(folder, card)  # type: ignore[return-value]
         config = _checked_preprocessing(card)
         if KERAS_FILE not in card.files:
             raise ModelFileError(f"model.json lists no {KERAS_FILE}")
@@ -157,15 +161,20 @@ class Predictor:
         Raises ValueError when the study's modality is not the model's, or when it
         has no slices.
         """
+        return self._prepared(load_result).x
+
+    def _prepared(self, load_result: LoadResult) -> PreparedInput:
+        # The input with the slice -> input affines preprocessing used; explain()
+        # right after predict() on the same study reuses both.
         self._check_study(load_result)
         volume = load_result.volume
         if self._last_input is not None and self._last_input[0] is volume:
             return self._last_input[1]
-        x = preprocess_volume(
+        prepared = preprocess_study(
             volume, units=load_result.metadata.units, config=self.config
         )
-        self._last_input = (volume, x)  # explain() right after predict() reuses it
-        return x
+        self._last_input = (volume, prepared)
+        return prepared
 
     def predict(
         self, load_result: LoadResult, *, progress: Progress | None = None
@@ -319,16 +328,11 @@ class Predictor:
     def _to_study_space(
         self, load_result: LoadResult, wanted: list[int], maps: np.ndarray
     ) -> dict[int, np.ndarray]:
-        volume = load_result.volume
-        boxes = geometry.crop_boxes(
-            volume,
-            units=load_result.metadata.units,
-            config=self.config,
-            indices=wanted,
-        )
+        matrices = self._prepared(load_result).matrices
+        shape = load_result.volume.shape[1:]
         return {
-            index: geometry.input_to_slice(m, box=box, slice_shape=volume.shape[1:])
-            for index, m, box in zip(wanted, maps, boxes, strict=True)
+            index: geometry.input_to_slice(m, matrix=matrices[index], slice_shape=shape)
+            for index, m in zip(wanted, maps, strict=True)
         }
 
     def _check_study(self, load_result: LoadResult) -> None:

@@ -35,7 +35,7 @@ from ml.onnx_export import (
     load_keras_model,
     onnx_export,
 )
-from ml.preprocess import PreprocessConfig, preprocess_volume
+from ml.preprocess import PreprocessConfig, preprocess_study
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 32
@@ -379,17 +379,31 @@ def test_aggregation_matches_the_evaluation_rule():
         aggregate_slices(probs, method="median")
 
 
-def test_heatmaps_map_back_onto_the_original_slice():
-    """A marked spot pushed through crop + letterbox and back lands where it was."""
-    volume = np.full((1, 120, 90), -1000.0, np.float32)
+def _marked_head(*, skull: bool) -> np.ndarray:
+    """(1, 120, 90) HU: an off-centre oval head (optionally in a skull ring), tilted
+    by 20 degrees, with a bright 6-pixel marker at rows 82..87, columns 50..55."""
     yy, xx = np.mgrid[0:120, 0:90]
-    volume[0][((yy - 70) / 40.0) ** 2 + ((xx - 40) / 30.0) ** 2 < 1] = 40.0
-    volume[0, 84:88, 52:56] = 80.0  # the marker, brighter than the "brain"
-    config = PreprocessConfig(size=64, window="brain", crop=True)
-    x = preprocess_volume(volume, units="HU", config=config)
-    marker = (x[0, ..., 0] > 0.9).astype(np.float32)
-    box = geometry.crop_boxes(volume, units="HU", config=config, indices=[0])[0]
-    assert box != (0, 120, 0, 90)  # the crop did something
-    back = geometry.input_to_slice(marker, box=box, slice_shape=(120, 90))
+    u, v = (xx - 42) * 0.94 + (yy - 66) * 0.34, (yy - 66) * 0.94 - (xx - 42) * 0.34
+    r = np.hypot(u / 30.0, v / 42.0)
+    volume = np.full((1, 120, 90), -1000.0, np.float32)
+    volume[0][r < 1] = 1000.0 if skull else 40.0
+    volume[0][r < 0.88] = 30.0 if skull else 40.0
+    volume[0, 82:88, 50:56] = 80.0  # the marker, brighter than the "brain"
+    return volume
+
+
+@pytest.mark.parametrize("brain", [False, True])
+def test_heatmaps_map_back_onto_the_original_slice(brain):
+    """A marked spot pushed through preprocessing (crop + letterbox, or the brain
+    alignment) and back with the matrix it returned lands where it was."""
+    volume = _marked_head(skull=brain)
+    config = PreprocessConfig(size=64, window="brain", crop=True, brain=brain)
+    prepared = preprocess_study(volume, units="HU", config=config)
+    # Brain input: level 40 / width 120, so 80 HU is 0.83 and 30 HU 0.42.
+    marker = (prepared.x[0, ..., 0] > (0.7 if brain else 0.9)).astype(np.float32)
+    assert 0 < marker.sum() < 40
+    matrix = prepared.matrices[0]
+    assert not np.allclose(matrix, [[1, 0, 0], [0, 1, 0]])  # it did something
+    back = geometry.input_to_slice(marker, matrix=matrix, slice_shape=(120, 90))
     peak = np.unravel_index(np.argmax(back), back.shape)
-    assert 83 <= peak[0] <= 88 and 51 <= peak[1] <= 56
+    assert 81 <= peak[0] <= 88 and 49 <= peak[1] <= 56
