@@ -33,6 +33,7 @@ def _add_train_args(parser: Any) -> None:
     parser.add_argument("--size", type=int, default=128, help="input side, pixels")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=1)
     parser.add_argument("--window", default="brain", help="window preset or 'multi'")
+    parser.add_argument("--brain", action="store_true", help="aligned, skull-stripped")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -65,7 +66,10 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Any:
         "architecture": args.architecture,
         "task": args.task,
         "preprocessing": PreprocessConfig(
-            size=args.size, channels=args.channels, window=args.window
+            size=args.size,
+            channels=args.channels,
+            window=args.window,
+            brain=args.brain,
         ),
         "epochs": args.epochs,
         "batch_size": args.batch_size,
