@@ -384,6 +384,66 @@ def _work_copy(image: np.ndarray) -> tuple[np.ndarray, float]:
     return small, factor
 
 
+@dataclass
+class _Masks:
+    """What one slice's masks are, on its working copy (before alignment)."""
+
+    small: np.ndarray
+    factor: float
+    shape: tuple[int, int]
+    head: np.ndarray
+    bone: np.ndarray
+    inside: np.ndarray
+    ring: bool
+    cx: float = 0.0
+    cy: float = 0.0
+    theta: float = 90.0
+    elongation: float = 0.0
+
+    @property
+    def outline(self) -> np.ndarray:
+        """The mask the head's orientation is read from."""
+        return self.inside if self.inside.sum() >= 0.1 * self.head.sum() else self.head
+
+
+def _slice_masks(image: np.ndarray) -> _Masks | None:
+    if image.ndim != 2 or min(image.shape) < 16:
+        raise ValueError(f"need an (H, W) slice of at least 16 px, got {image.shape}")
+    small, factor = _work_copy(np.clip(image, 0.0, 1.0))
+    head = head_mask(small)
+    if head.sum() < 0.002 * head.size:
+        return None
+    bone = head & (small >= BONE_LEVEL)
+    inside, ring = intracranial_mask(small, head, bone)
+    shape = (int(image.shape[0]), int(image.shape[1]))
+    masks = _Masks(small, factor, shape, head, bone, inside, ring)
+    masks.cx, masks.cy, masks.theta, masks.elongation = mask_orientation(masks.outline)
+    return masks
+
+
+def _align(
+    masks: _Masks, cfg: BrainConfig, angle_hint: float | None = None
+) -> BrainSlice:
+    outline = masks.outline
+    cx, cy, angle, elongation = midline_angle(masks.small, outline, hint=angle_hint)
+    radius = _extent(outline, cx, cy, angle)
+    scale = cfg.size * (0.5 - cfg.margin) / max(radius, 1.0)
+    matrix = _rotation(cx, cy, angle, scale, cfg.size / 2)
+    aligned = _aligned(
+        masks.small,
+        masks.head,
+        masks.inside,
+        masks.bone,
+        matrix,
+        masks.shape,
+        cfg,
+        masks.factor,
+        masks.ring,
+    )
+    aligned.elongation = elongation
+    return aligned
+
+
 def brain_slice(
     image: np.ndarray,
     *,
@@ -399,24 +459,11 @@ def brain_slice(
     masks, ``brain_fraction`` 0 and ``is_brain`` False.
     """
     cfg = config or BrainConfig()
-    if image.ndim != 2 or min(image.shape) < 16:
-        raise ValueError(f"need an (H, W) slice of at least 16 px, got {image.shape}")
-    small, factor = _work_copy(np.clip(image, 0.0, 1.0))
-    head = head_mask(small)
-    if head.sum() < 0.002 * head.size:
+    masks = _slice_masks(image)
+    if masks is None:
+        small, factor = _work_copy(np.clip(image, 0.0, 1.0))
         return _empty_slice(small, image.shape, cfg, factor)
-    bone = head & (small >= BONE_LEVEL)
-    inside, ring = intracranial_mask(small, head, bone)
-    shape_mask = inside if inside.sum() >= 0.1 * head.sum() else head
-    cx, cy, angle, elongation = midline_angle(small, shape_mask, hint=angle_hint)
-    radius = _extent(shape_mask, cx, cy, angle)
-    scale = cfg.size * (0.5 - cfg.margin) / max(radius, 1.0)
-    matrix = _rotation(cx, cy, angle, scale, cfg.size / 2)
-    aligned = _aligned(
-        small, head, inside, bone, matrix, image.shape, cfg, factor, ring
-    )
-    aligned.elongation = elongation
-    return aligned
+    return _align(masks, cfg, angle_hint)
 
 
 def _extent(mask: np.ndarray, cx: float, cy: float, angle: float) -> float:
@@ -550,19 +597,34 @@ def _angle_gap(a: float, b: float) -> float:
     return min(gap, 180.0 - gap)
 
 
-def _study_angle(slices: Sequence[BrainSlice]) -> float | None:
-    """The rotation most well-formed slices agree on (elongated, closed ring), or
-    None when too few are: a weighted circular mean modulo 180 degrees."""
-    chosen = [s for s in slices if s.ring and s.elongation > 0.08]
+def _study_angle(masks: Sequence[_Masks | None]) -> float | None:
+    """The rotation the well-formed slices agree on (closed skull ring, oval
+    brain), or None when fewer than two are: a circular mean modulo 180 degrees of
+    their major axes, weighted by elongation and area, taken twice (the second time
+    without slices more than 20 degrees off the first)."""
+    chosen = [m for m in masks if m is not None and m.ring and m.elongation > 0.08]
     if len(chosen) < 2:
         return None
-    doubled = np.radians([2.0 * s.angle for s in chosen])
-    weights = np.array([s.elongation * s.brain_area for s in chosen])
-    mean = math.atan2(
-        float((weights * np.sin(doubled)).sum()),
-        float((weights * np.cos(doubled)).sum()),
+    angles = np.array([m.theta - 90.0 for m in chosen])
+    weights = np.array([m.elongation * float(m.inside.sum()) for m in chosen])
+    mean = _circular_mean(angles, weights)
+    close = np.array([_angle_gap(a, mean) <= 20.0 for a in angles])
+    if close.sum() >= 2:
+        mean = _circular_mean(angles[close], weights[close])
+    return mean
+
+
+def _circular_mean(angles: np.ndarray, weights: np.ndarray) -> float:
+    doubled = np.radians(2.0 * angles)
+    return (
+        math.degrees(
+            math.atan2(
+                float((weights * np.sin(doubled)).sum()),
+                float((weights * np.cos(doubled)).sum()),
+            )
+        )
+        / 2.0
     )
-    return math.degrees(mean) / 2.0
 
 
 def brain_study(
@@ -576,14 +638,14 @@ def brain_study(
     if volume.ndim != 3 or len(volume) == 0:
         raise ValueError(f"need a (D, H, W) volume, got shape {volume.shape}")
     unit = brain_window(volume, units=units)
-    slices = [brain_slice(s, config=cfg) for s in unit]
-    study_angle = _study_angle(slices)
-    if study_angle is not None:
-        # The head does not turn between slices: a slice far from the study's
-        # rotation (a round vertex slice, the skull base) is re-aligned near it.
-        for k, s in enumerate(slices):
-            if s.brain_area > 0 and _angle_gap(s.angle, study_angle) > 15.0:
-                slices[k] = brain_slice(unit[k], config=cfg, angle_hint=study_angle)
+    masks = [_slice_masks(image) for image in unit]
+    # The head does not turn between slices: every slice refines the study's
+    # rotation, so a round vertex slice or the skull base cannot flip the midline.
+    hint = _study_angle(masks)
+    slices = [
+        _align(m, cfg, hint) if m is not None else brain_slice(image, config=cfg)
+        for m, image in zip(masks, unit, strict=True)
+    ]
     fractions = np.array([s.brain_fraction for s in slices])
     is_brain = select_brain_slices(
         fractions, [s.brain_area for s in slices], config=cfg

@@ -130,6 +130,10 @@ class Predictor:
     ) -> Predictor:
         card = model_card_load(folder)
         model_files_verify(folder, card)
+        if card.architecture == "lesion_features":
+            from ml.lesion.predictor import LesionPredictor  # numpy, no TensorFlow
+
+            return LesionPredictor.from_folder(folder, card)  # type: ignore[return-value]
         config = _checked_preprocessing(card)
         if KERAS_FILE not in card.files:
             raise ModelFileError(f"model.json lists no {KERAS_FILE}")

@@ -32,6 +32,7 @@ class ArchitectureSpec:
     name: str
     study_level: bool = False  # input (D, H, W, C), outputs study + slices
     classical: str = ""  # "svm" / "rf": an sklearn head on the CNN's embedding
+    features: bool = False  # no network: hand-made features + logistic regression
     min_side: int = 32  # smallest H and W the builder accepts
     description: str = ""
 
@@ -54,6 +55,11 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         ),
         ArchitectureSpec(
             "cnn_rf", classical="rf", min_side=8, description="CNN features + forest"
+        ),
+        ArchitectureSpec(
+            "lesion_features",
+            features=True,
+            description="Lesion features + logistic regression (interpretable)",
         ),
     )
 }
@@ -115,6 +121,11 @@ def build_model(
     spec = architecture_spec(architecture)
     if task not in TASK_CLASSES:
         raise ValueError(f"task {task!r} is not one of {sorted(TASK_CLASSES)}")
+    if spec.features:
+        raise ValueError(
+            f"{architecture} is not a network: it is trained by ml.lesion "
+            "(python -m ml train --architecture lesion_features)"
+        )
     shape = _check_shape(spec, input_shape)
     classes = len(TASK_CLASSES[task])
     model, backbones = _build(spec, shape, classes=classes, options=dict(options))

@@ -1,0 +1,309 @@
+"""Train the lesion-feature model from a manifest: features of every study through
+the serving pipeline (``ml.io.load_study`` -> ``ml.brain.brain_study`` ->
+``ml.lesion.features``), a logistic regression on brain slices, temperature and
+threshold from out-of-fold predictions, grouped evaluation, and the model folder.
+
+It trains in seconds once the features are computed (about 15 ms a slice).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.brain import BrainConfig, BrainStudy, brain_study
+from ml.datasets import ManifestRow, read_manifest
+from ml.lesion.model import (
+    ARCHITECTURE,
+    LesionModel,
+    fit_temperature,
+    lesion_fit,
+    slice_probabilities,
+    study_features,
+    study_probability,
+)
+
+NORMAL_LABELS = ("normal", "0", "no_stroke")
+DEFAULT_C = 0.1
+
+
+@dataclass
+class StudyFeatures:
+    """One study's slice features. ``features`` (D, F) raw; ``is_brain`` (D,) bool;
+    ``label`` the study's 0/1; ``slice_labels`` (D,) 0/1 when known per slice (else
+    the study label on every slice)."""
+
+    name: str
+    label: int
+    features: np.ndarray
+    is_brain: np.ndarray
+    slice_labels: np.ndarray | None = None
+
+    def labels(self) -> np.ndarray:
+        if self.slice_labels is not None:
+            return np.asarray(self.slice_labels, int)
+        return np.full(len(self.features), self.label, int)
+
+
+def study_from_volume(
+    volume: np.ndarray, *, units: str, brain: BrainConfig
+) -> tuple[BrainStudy, np.ndarray]:
+    """The aligned study and its (D, F) raw features, as the Predictor computes them."""
+    study = brain_study(volume, units=units, config=brain)
+    return study, study_features(study.slices)
+
+
+def label_value(label: str) -> int:
+    """0 for a normal study's class name, 1 for any stroke or bleed class."""
+    return 0 if label.strip().lower() in NORMAL_LABELS else 1
+
+
+def load_studies(
+    rows: Sequence[ManifestRow],
+    *,
+    data_root: str | Path,
+    brain: BrainConfig,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[StudyFeatures]:
+    """Features of every study (manifest group) of ``rows``; the study's label is
+    its rows' label (manifests label whole scans)."""
+    from ml.io import load_study
+
+    by_group: dict[str, list[ManifestRow]] = {}
+    for row in rows:
+        by_group.setdefault(row.group, []).append(row)
+    out = []
+    for done, (group, members) in enumerate(sorted(by_group.items()), start=1):
+        paths = [str(Path(data_root) / r.path) for r in members]
+        result = load_study(paths)
+        study, features = study_from_volume(
+            result.volume, units=result.metadata.units, brain=brain
+        )
+        label = label_value(members[0].label)
+        out.append(StudyFeatures(group, label, features, study.is_brain))
+        if progress is not None:
+            progress(done, len(by_group))
+    return out
+
+
+def _stack(studies: Sequence[StudyFeatures]) -> tuple[np.ndarray, np.ndarray]:
+    x = np.concatenate([s.features[s.is_brain] for s in studies])
+    y = np.concatenate([s.labels()[s.is_brain] for s in studies])
+    return x, y
+
+
+def _folds(studies: Sequence[StudyFeatures], k: int, seed: int) -> list[list[int]]:
+    """k lists of study indices, stratified by study label."""
+    rng = np.random.default_rng(seed)
+    buckets: list[list[int]] = [[] for _ in range(k)]
+    dealt = 0
+    for label in (0, 1):
+        mine = [i for i, s in enumerate(studies) if s.label == label]
+        for i in rng.permutation(mine):
+            buckets[dealt % k].append(int(i))
+            dealt += 1
+    return buckets
+
+
+@dataclass
+class FittedLesionModel:
+    """A fitted model with the temperature and study threshold it serves with."""
+
+    model: LesionModel
+    temperature: float
+    threshold: float
+    aggregation: str
+    top_k: int
+
+    def score(self, study: StudyFeatures) -> tuple[np.ndarray, float]:
+        """(slice probabilities (D,), study probability) of one study."""
+        p = slice_probabilities(
+            self.model, study.features, study.is_brain, temperature=self.temperature
+        )
+        return p, study_probability(
+            p, study.is_brain, method=self.aggregation, k=self.top_k
+        )
+
+
+def fit_lesion_model(
+    studies: Sequence[StudyFeatures],
+    *,
+    brain: BrainConfig,
+    regularisation: float = DEFAULT_C,
+    target_sensitivity: float = 0.95,
+    aggregation: str = "topk",
+    top_k: int = 3,
+    seed: int = 0,
+    inner_folds: int = 5,
+) -> FittedLesionModel:
+    """Fit on the brain slices of ``studies``; temperature (slice level) and the
+    study threshold (the highest reaching ``target_sensitivity``) come from
+    out-of-fold predictions of an inner grouped CV, so neither is tuned on the
+    slices the final weights saw."""
+    from ml.evaluation.metrics import threshold_for_sensitivity
+
+    studies = [s for s in studies if s.is_brain.any()]
+    labels = {s.label for s in studies}
+    if labels != {0, 1}:
+        raise ValueError("training needs normal and stroke studies with brain slices")
+    smallest = min(sum(s.label == c for s in studies) for c in (0, 1))
+    k = max(2, min(inner_folds, smallest))
+    logits, truths, oof = [], [], []
+    for held in _folds(studies, k, seed):
+        chosen = set(held)
+        train = [s for i, s in enumerate(studies) if i not in chosen]
+        x, y = _stack(train)
+        model = lesion_fit(
+            features=x, labels=y, brain=brain, regularisation=regularisation
+        )
+        for i in held:
+            s = studies[i]
+            z = model.logits(s.features)
+            logits.append(z[s.is_brain])
+            truths.append(s.labels()[s.is_brain])
+            oof.append((s, z))
+    temperature = fit_temperature(np.concatenate(logits), np.concatenate(truths))
+    study_p, study_y = [], []
+    for s, z in oof:
+        p = np.where(s.is_brain, 1.0 / (1.0 + np.exp(-z / temperature)), 0.0)
+        study_p.append(study_probability(p, s.is_brain, method=aggregation, k=top_k))
+        study_y.append(s.label)
+    threshold = threshold_for_sensitivity(
+        y_true=study_y, prob=study_p, target=target_sensitivity
+    )
+    x, y = _stack(studies)
+    final = lesion_fit(features=x, labels=y, brain=brain, regularisation=regularisation)
+    return FittedLesionModel(final, temperature, threshold, aggregation, top_k)
+
+
+def centred(p: float, threshold: float) -> float:
+    """``p`` moved so that ``threshold`` sits at 0.5 (for pooling folds that each
+    chose their own threshold)."""
+    eps = 1e-6
+
+    def logit(v: float) -> float:
+        v = min(max(v, eps), 1 - eps)
+        return float(np.log(v) - np.log1p(-v))
+
+    return float(1.0 / (1.0 + np.exp(-(logit(p) - logit(threshold)))))
+
+
+def cross_validate(
+    studies: Sequence[StudyFeatures], *, k: int, seed: int, **fit: Any
+) -> dict[str, Any]:
+    """Grouped k-fold by study: out-of-fold slice and study probabilities, each
+    centred on its own fold's threshold. Returns the inputs of
+    ``ml.evaluation.evaluate_predictions`` (y, prob, groups, study_prob)."""
+    y, prob, groups, study_prob = [], [], [], {}
+    for held in _folds(studies, k, seed):
+        chosen = set(held)
+        fitted = fit_lesion_model(
+            [s for i, s in enumerate(studies) if i not in chosen], seed=seed, **fit
+        )
+        for i in held:
+            s = studies[i]
+            if not s.is_brain.any():
+                continue  # no brain slice: the Predictor refuses such a study
+            slice_p, study_p = fitted.score(s)
+            mine = s.is_brain
+            y += [s.label] * int(mine.sum())
+            prob += [centred(float(v), fitted.threshold) for v in slice_p[mine]]
+            groups += [s.name] * int(mine.sum())
+            study_prob[s.name] = centred(study_p, fitted.threshold)
+    return {"y": y, "prob": prob, "groups": groups, "study_prob": study_prob}
+
+
+def lesion_train(
+    *,
+    rows: Sequence[ManifestRow],
+    data_root: str | Path,
+    config: Any,
+    out_dir: str | Path,
+    progress: Callable[[int, int, dict[str, Any]], Any] | None = None,
+) -> Any:
+    """``ml.training.train_model`` for ``architecture == "lesion_features"``:
+    features of every study, grouped CV when ``config.cv`` >= 2 (the report),
+    and one model on every study (``out_dir/model``) unless CV runs without
+    ``final_fit``. ``config`` is a ``TrainConfig``; its image size is the aligned
+    brain's side. Writes ``out_dir/report.json``."""
+    from ml.evaluation import evaluate_predictions
+    from ml.training.config import TrainResult
+
+    if config.task != "binary":
+        raise ValueError(
+            "the lesion-feature model answers one question (stroke or bleed: yes/no);"
+            " train it with task 'binary'"
+        )
+    started = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    brain = BrainConfig(size=max(64, int(config.preprocessing.size)))
+    studies = load_studies(rows, data_root=data_root, brain=brain)
+    fit = {
+        "brain": brain,
+        "target_sensitivity": config.target_sensitivity,
+        "aggregation": config.aggregation,
+        "top_k": config.top_k,
+        "regularisation": float(config.model_options.get("C", DEFAULT_C)),
+    }
+    report: dict[str, Any] = {}
+    if config.cv:
+        pooled = cross_validate(studies, k=config.cv, seed=config.seed, **fit)
+        report = evaluate_predictions(
+            y_true=pooled["y"],
+            prob=pooled["prob"],
+            groups=pooled["groups"],
+            threshold=0.5,
+            study_prob=pooled["study_prob"],
+            n_boot=config.n_boot,
+            seed=config.seed,
+        )
+    if progress is not None:
+        progress(1, 1, {"studies": len(studies)})
+    model_dir = None
+    if config.final_fit or not config.cv:
+        fitted = fit_lesion_model(studies, seed=config.seed, **fit)
+        model_dir = save_model_folder(
+            fitted, rows=rows, config=config, report=report, folder=out / "model"
+        )
+    seconds = time.perf_counter() - started
+    result = TrainResult(
+        out_dir=out, model_dir=model_dir, report=report, seconds_per_epoch=seconds
+    )
+    summary = {"architecture": ARCHITECTURE, "seconds": seconds, "report": report}
+    (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return result
+
+
+def save_model_folder(
+    fitted: FittedLesionModel,
+    *,
+    rows: Sequence[ManifestRow],
+    config: Any,
+    report: dict[str, Any],
+    folder: Path,
+) -> Path:
+    """Write ``lesion_model.json`` and ``model.json`` into ``folder``."""
+    from ml.lesion.card import lesion_card
+    from ml.modelfile import model_card_save
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.iterdir():
+        if stale.is_file():
+            stale.unlink()  # a folder holds one model: no weights of another
+    fitted.model.save(folder)
+    card = lesion_card(fitted, rows=rows, config=config, report=report)
+    model_card_save(card, folder)
+    return folder
+
+
+def rows_of(manifest: str | Path | Sequence[ManifestRow]) -> list[ManifestRow]:
+    return (
+        read_manifest(manifest) if isinstance(manifest, (str, Path)) else list(manifest)
+    )
