@@ -149,7 +149,11 @@ def test_study_batches_augment_all_slices_of_a_study_alike():
 
 
 @pytest.mark.slow
-def test_train_model_writes_a_valid_model_and_reports_progress(phantoms, tmp_path):
+def test_train_model_writes_a_valid_model_and_reports_progress(
+    phantoms, tmp_path, capsys
+):
+    from ml.inference import Predictor
+
     data, manifest = phantoms
     calls = []
     result = train_model(
@@ -171,6 +175,32 @@ def test_train_model_writes_a_valid_model_and_reports_progress(phantoms, tmp_pat
     assert {"slice", "study"} <= set(card.metrics)
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["report"]["study"]["n"] == card.metrics["study"]["n"]
+    assert card.metrics["evaluation"] == "test split"
+    assert "held out 3 scans as a test split" in capsys.readouterr().out
+    # The export is kept because it matches Keras, and then serves.
+    assert "model.onnx" in card.files and card.extra["onnx"]["max_abs_diff"] <= 1e-4
+    assert Predictor.load(result.model_dir).backend == "onnxruntime"
+
+
+@pytest.mark.slow
+def test_train_model_with_no_test_split_trains_on_every_scan_but_validation(
+    phantoms, tmp_path, capsys
+):
+    data, manifest = phantoms
+    result = train_model(
+        manifest=manifest,
+        data_root=data,
+        config=_config(tmp_path, test_fraction=0.0, architecture="cnn_svm"),
+        out_dir=tmp_path / "run",
+    )
+    card = model_card_load(result.model_dir)
+    printed = capsys.readouterr().out
+    assert result.report == {} and card.metrics["evaluation"].startswith("none")
+    assert "9 scans to train, 3 for validation" in printed
+    assert "no test split" in printed
+    # A classical head cannot be exported; the run says so and keeps no file.
+    assert "no model.onnx: a cnn_svm/cnn_rf head" in result.onnx
+    assert "model.onnx" not in card.files
 
 
 @pytest.mark.slow

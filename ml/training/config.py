@@ -21,9 +21,11 @@ class TrainConfig:
     """Everything that decides a training run; stored in model.json.
 
     ``cv``: 0 for one grouped train/val/test split (``val_fraction``,
-    ``test_fraction`` of the split groups of each label), k >= 2 for grouped
-    stratified k-fold (each fold's training part gives up ``val_fraction`` of its
-    groups for early stopping, threshold and temperature). ``split_mode``
+    ``test_fraction`` of the split groups of each label; ``test_fraction`` 0 trains
+    one model on every scan but the validation part, with no held-out test), k >= 2
+    for grouped stratified k-fold (each fold's training part gives up
+    ``val_fraction`` of its groups for early stopping, threshold and temperature;
+    ``final_fit`` then trains the saved model on all scans the same way). ``split_mode``
     ``"random_slice"`` ignores the groups: only for the leakage report.
     ``steps_fraction`` < 1 shows each epoch a random part of the training slices.
     """
@@ -70,6 +72,10 @@ class TrainConfig:
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule not in {LR_SCHEDULES}"),
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
             (0 <= self.test_fraction < 1, "test_fraction must be in [0, 1)"),
+            (
+                self.val_fraction + self.test_fraction < 1,
+                "val_fraction + test_fraction must leave scans to train on",
+            ),
             (0 < self.steps_fraction <= 1, "steps_fraction must be in (0, 1]"),
             (0 < self.target_sensitivity <= 1, "target_sensitivity in (0, 1]"),
             (self.learning_rate > 0, "learning_rate must be positive"),
@@ -115,7 +121,8 @@ class TrainResult:
     ``report``: evaluation on held-out data (the test split, or the pooled
     out-of-fold predictions of CV) as from ``ml.evaluation.evaluate_predictions``;
     ``folds``: per-fold reports; ``model_dir``: the saved model folder (None when
-    no final model was trained or training was cancelled).
+    no final model was trained or training was cancelled); ``onnx``: what became
+    of the ONNX export ("model.onnx kept: ..." or "no model.onnx: why").
     """
 
     out_dir: Path
@@ -126,3 +133,4 @@ class TrainResult:
     seconds_per_epoch: float = 0.0
     peak_rss_mb: float = 0.0
     cancelled: bool = False
+    onnx: str = ""

@@ -162,8 +162,12 @@ def train_model(
 ) -> TrainResult:
     """Train ``config.architecture`` on a manifest (CSV path or rows) whose paths are
     relative to ``data_root``; write ``out_dir/report.json`` and, unless CV runs
-    without ``final_fit``, the model folder ``out_dir/model``.
+    without ``final_fit``, the model folder ``out_dir/model`` (model.keras,
+    model.json, and model.onnx when the ONNX export matches Keras).
 
+    ``config.cv == 0`` fits one model on a grouped train/validation/test split;
+    with ``config.test_fraction == 0`` there is no test split (every scan but the
+    validation part is trained on) and the report is empty.
     ``progress(epoch, total, logs)`` is called after every epoch; returning False
     cancels (``TrainResult.cancelled``, no model saved).
     """
@@ -193,20 +197,14 @@ def train_model(
     if config.cv:
         report = _pooled_report(outcomes, config)
         if config.final_fit:
-            train, val = _inner_split(split_rows, list(range(len(rows))), config)
-            final = fitter.fit(
-                train_idx=train, val_idx=val, progress=progress, label="final "
-            )
+            final = _final_fit(fitter, split_rows, config, progress)
             if final.cancelled:
                 return _result(out, None, report, outcomes, cancelled=True)
     else:
         report = outcomes[0].report or {}
-    model_dir = None
+    model_dir, onnx = None, ""
     if final is not None:
-        metrics = {
-            "evaluation": "cv" if config.cv else "test split",
-            **_compact(report),
-        }
+        metrics = {"evaluation": _evaluation_name(config, report), **_compact(report)}
         model_dir = _save(
             final,
             fitter=fitter,
@@ -215,35 +213,95 @@ def train_model(
             metrics=metrics,
             folder=out / "model",
         )
+        onnx = _export_onnx(model_dir, final, fitter)
     result = _result(out, model_dir, report, outcomes)
+    result.onnx = onnx
     (out / "report.json").write_text(
         json.dumps(_result_json(result, config), indent=2) + "\n"
     )
     return result
 
 
+def _final_fit(
+    fitter: Fitter, rows: Sequence[ManifestRow], cfg: TrainConfig, progress: Any
+) -> FitOutcome:
+    """After CV: the saved model, on every scan but a validation part."""
+    train, val = _inner_split(rows, list(range(len(rows))), cfg)
+    scans, val_scans = (len({rows[i].group for i in part}) for part in (train, val))
+    print(f"final model: {scans} scans to train, {val_scans} for validation")
+    return fitter.fit(train_idx=train, val_idx=val, progress=progress, label="final ")
+
+
+def _evaluation_name(cfg: TrainConfig, report: dict[str, Any]) -> str:
+    """What the card's metrics were measured on."""
+    if cfg.cv:
+        return "cv"
+    if report:
+        return "test split"
+    return "none (no held-out test: every scan but the validation part was trained on)"
+
+
+def _export_onnx(folder: Path, final: FitOutcome, fitter: Fitter) -> str:
+    """Export model.onnx beside model.keras when it matches Keras (the Predictor
+    then serves through onnxruntime); prints and returns what became of it."""
+    if fitter.spec.classical:
+        line = "no model.onnx: a cnn_svm/cnn_rf head runs on TensorFlow + sklearn"
+    else:
+        from ml.onnx_export import onnx_export
+
+        done = onnx_export(model_dir=folder, model=final.model)
+        line = (
+            f"model.onnx kept: matches Keras within {done.max_abs_diff:.2g}"
+            if done.kept
+            else f"no model.onnx (served through TensorFlow): {done.reason}"
+        )
+    print(line, flush=True)
+    return line
+
+
+def _one_split(
+    fitter: Fitter, rows: Sequence[ManifestRow], cfg: TrainConfig, progress: Any
+) -> FitOutcome:
+    """One grouped train/validation/test split (no test part when
+    ``cfg.test_fraction`` is 0), fitted once."""
+    split = grouped_train_val_test(
+        rows,
+        fractions=(
+            1 - cfg.val_fraction - cfg.test_fraction,
+            cfg.val_fraction,
+            cfg.test_fraction,
+        ),
+        seed=cfg.seed,
+    )
+    print(_split_line(rows, split), flush=True)
+    return fitter.fit(
+        train_idx=list(split.train),
+        val_idx=list(split.val),
+        test_idx=list(split.test),
+        progress=progress,
+    )
+
+
+def _split_line(rows: Sequence[ManifestRow], split: Any) -> str:
+    """How many scans (groups) each part of a split got, said plainly."""
+    train, val, test = (
+        len({rows[i].group for i in part})
+        for part in (split.train, split.val, split.test)
+    )
+    head = f"split: {train} scans to train, {val} for validation (early stopping, "
+    head += "threshold, temperature), "
+    if test:
+        return head + f"held out {test} scans as a test split"
+    return head + "no test split: evaluate the model on other data"
+
+
 def _cross_validate(
     fitter: Fitter, rows: Sequence[ManifestRow], cfg: TrainConfig, progress: Any
 ) -> tuple[list[FitOutcome], FitOutcome | None]:
-    if cfg.cv:
-        folds = [(f.train, f.val) for f in grouped_kfold(rows, k=cfg.cv, seed=cfg.seed)]
-    else:
-        split = grouped_train_val_test(
-            rows,
-            fractions=(
-                1 - cfg.val_fraction - cfg.test_fraction,
-                cfg.val_fraction,
-                cfg.test_fraction,
-            ),
-            seed=cfg.seed,
-        )
-        outcome = fitter.fit(
-            train_idx=list(split.train),
-            val_idx=list(split.val),
-            test_idx=list(split.test),
-            progress=progress,
-        )
+    if not cfg.cv:
+        outcome = _one_split(fitter, rows, cfg, progress)
         return [outcome], outcome
+    folds = [(f.train, f.val) for f in grouped_kfold(rows, k=cfg.cv, seed=cfg.seed)]
     outcomes = []
     for k, (train, test) in enumerate(folds, start=1):
         fit_idx, val_idx = _inner_split(rows, list(train), cfg)
@@ -322,5 +380,6 @@ def _result_json(result: TrainResult, cfg: TrainConfig) -> dict[str, Any]:
         "seconds_per_epoch": result.seconds_per_epoch,
         "peak_rss_mb": result.peak_rss_mb,
         "model_dir": str(result.model_dir) if result.model_dir else None,
+        "onnx": result.onnx,
         "code_version": code_version(),
     }
