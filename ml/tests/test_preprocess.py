@@ -1,8 +1,10 @@
 """Tests for ml.preprocess on small synthetic arrays."""
 
+import cv2
 import numpy as np
 import pytest
 
+from ml.brain import BrainConfig, brain_study, mask_orientation
 from ml.preprocess import (
     WINDOW_PRESETS,
     AugmentConfig,
@@ -17,6 +19,7 @@ from ml.preprocess import (
     head_mask,
     multi_window,
     percentile_normalise,
+    preprocess_study,
     preprocess_volume,
     resize_keep_aspect,
     to_unit_range,
@@ -208,6 +211,76 @@ def test_preprocess_volume_rejects_2d_input():
         preprocess_volume(np.zeros((8, 8)), units="HU", config=PreprocessConfig())
 
 
+def _tilted_heads(angle=30.0, depth=4, size=128):
+    """:func:`_head_volume` (skull ring, long axis vertical) rotated by ``angle``."""
+    matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
+    return np.stack(
+        [
+            cv2.warpAffine(hu, matrix, (size, size), borderValue=-1000.0)
+            for hu in _head_volume(depth=depth, size=size)
+        ]
+    )
+
+
+def _centroid(mask):
+    rows, cols = np.nonzero(mask)
+    return np.array([cols.mean(), rows.mean()])
+
+
+@pytest.mark.parametrize("crop", [True, False])
+def test_preprocess_study_matrices_map_the_slice_onto_the_input(crop):
+    volume = _head_volume(depth=2, size=128, offset=(20, 25))
+    config = PreprocessConfig(size=64, crop=crop)
+
+    prepared = preprocess_study(volume, units="HU", config=config)
+
+    x = preprocess_volume(volume, units="HU", config=config)
+    np.testing.assert_array_equal(prepared.x, x)
+    assert prepared.matrices.shape == (2, 2, 3) and prepared.brain_slices is None
+    head = _centroid(volume[0] > 0)
+    mapped = prepared.matrices[0] @ np.append(head, 1.0)
+    np.testing.assert_allclose(mapped, _centroid(prepared.x[0, ..., 0] > 0.2), atol=1)
+
+
+def test_preprocess_study_brain_input_is_the_aligned_brain_without_skull():
+    volume = _tilted_heads(angle=30.0)
+    config = PreprocessConfig(size=64, brain=True)
+
+    prepared = preprocess_study(volume, units="HU", config=config)
+
+    study = brain_study(volume, units="HU", config=BrainConfig(size=64))
+    assert prepared.x.shape == (4, 64, 64, 1)
+    assert prepared.brain_slices.tolist() == [True] * 4
+    for k, aligned in enumerate(study.slices):
+        expected = np.where(aligned.brain, aligned.image, 0.0)
+        np.testing.assert_allclose(prepared.x[k, ..., 0], expected, atol=1e-6)
+        np.testing.assert_allclose(prepared.matrices[k], aligned.matrix)
+    # 35 HU is 0.46 in the brain window; the 1000 HU skull ring is gone but for
+    # partial volume on the brain mask's edge (the image is interpolated linearly).
+    brain = study.slices[0].brain.astype(np.uint8)
+    edge = brain.astype(bool) & ~cv2.erode(brain, np.ones((5, 5), np.uint8)).astype(
+        bool
+    )
+    bright = prepared.x[0, ..., 0] > 0.6
+    assert bright.sum() < 0.05 * brain.sum() and not (bright & ~edge).any()
+    _, _, axis, _ = mask_orientation(prepared.x[0, ..., 0] > 0)
+    assert abs(abs(axis) - 90.0) < 5.0  # the long axis is upright
+
+
+def test_preprocess_study_brain_input_takes_filters_channels_and_8_bit_images():
+    png_like = np.round(np.clip((_tilted_heads() + 20.0) / 120.0, 0, 1) * 255)
+    config = PreprocessConfig(
+        size=48, brain=True, channels=3, clahe=True, denoise="median"
+    )
+
+    prepared = preprocess_study(png_like, units="windowed8", config=config)
+
+    assert prepared.x.shape == (4, 48, 48, 3) and prepared.x.dtype == np.float32
+    assert prepared.x.min() >= 0.0 and prepared.x.max() <= 1.0
+    assert prepared.brain_slices.all()
+    np.testing.assert_array_equal(prepared.x[..., 0], prepared.x[..., 2])
+
+
 def test_preprocess_config_round_trips_through_dict():
     config = PreprocessConfig(window="multi", size=128, clahe=True, channels=3)
     assert PreprocessConfig.from_dict(config.to_dict()) == config
@@ -221,11 +294,22 @@ def test_preprocess_config_round_trips_through_dict():
         ({"channels": 2}, "channels"),
         ({"size": 4}, "size"),
         ({"denoise": "nlm"}, "denoise"),
+        ({"brain": True, "window": "stroke"}, "window='brain'"),
+        ({"brain": True, "window": "multi", "channels": 3}, "window='brain'"),
+        ({"brain": True, "size": 16}, "size >= 32"),
     ],
 )
 def test_preprocess_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PreprocessConfig(**kwargs)
+
+
+def test_preprocess_config_brain_is_stored_and_old_cards_load_without_it():
+    config = PreprocessConfig(size=64, brain=True)
+    assert config.to_dict()["brain"] is True
+    assert PreprocessConfig.from_dict(config.to_dict()) == config
+    old_card = {"window": "brain", "size": 64, "clahe": False, "denoise": "none"}
+    assert PreprocessConfig.from_dict({**old_card, "crop": True}).brain is False
 
 
 def test_preprocess_config_from_dict_rejects_unknown_keys():
