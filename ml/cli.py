@@ -150,9 +150,13 @@ def _register_index(subparsers: Any) -> None:
         help="index a labelled image folder into a manifest CSV (groups, duplicates)",
         description=(
             "Images must sit under class folders (Normal/, Stroke/, hemorrhagic/, "
-            "ischemic/, any case). Groups: PatientID/StudyInstanceUID for DICOM, "
-            "the file name otherwise."
+            "ischemic/, any case). Groups (scans): PatientID/StudyInstanceUID for "
+            "DICOM, the file name otherwise (--group-regex). Writes the manifest "
+            "CSV given by --out (one row per image: path relative to the data "
+            "folder, label, group, split group, sha256, perceptual hash) and prints "
+            "the class counts and duplicates; `train` and `evaluate` read it."
         ),
+        allow_abbrev=False,
     )
     parser.add_argument("data", type=Path, help="data folder")
     parser.add_argument("--out", required=True, type=Path, help="manifest CSV to write")
