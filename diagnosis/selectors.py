@@ -3,6 +3,7 @@ they uploaded; radiologists and admins see all."""
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from django.core.cache import cache
@@ -168,3 +169,40 @@ def study_reviews(*, study: Study) -> QuerySet[Review]:
 
 def study_results(*, study: Study) -> QuerySet[AIResult]:
     return study.results.select_related("model_version").order_by("-created_at")
+
+
+@dataclass(frozen=True)
+class AIExplanation:
+    """How the study page and the report name the overlay of an AI result, and what
+    its model card says the model looks for and cannot exclude."""
+
+    layer: str  # the viewer's toggle
+    caption: str  # what the coloured overlay shows
+    looks_for: str = ""
+    cannot_exclude: str = ""
+
+
+GRAD_CAM = AIExplanation(
+    layer="Heatmap", caption="heatmap of the regions that drove the AI"
+)
+LESION_MAP = AIExplanation(
+    layer="Lesion map",
+    caption="lesion map of the candidate hyperdense regions the model found "
+    "(brighter = larger and denser)",
+)
+
+
+def ai_explanation(*, result: AIResult | None) -> AIExplanation:
+    """The words for `result`'s overlay, from the card of the model version that
+    produced it: a lesion-feature model draws the candidate lesions it measured, a
+    CNN a Grad-CAM heatmap."""
+    card = result.model_version.card if result is not None else {}
+    extra = card.get("extra") if isinstance(card, dict) else None
+    if not isinstance(extra, dict):
+        return GRAD_CAM
+    base = LESION_MAP if extra.get("explanation") == "lesion_map" else GRAD_CAM
+    return replace(
+        base,
+        looks_for=str(extra.get("looks_for") or ""),
+        cannot_exclude=str(extra.get("cannot_exclude") or ""),
+    )

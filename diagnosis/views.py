@@ -202,6 +202,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "reviews": selectors.study_reviews(study=study),
             "feedback_cases": study.feedback_cases.order_by("-created_at"),
             "results": selectors.study_results(study=study),
+            "explanation": selectors.ai_explanation(result=result),
             "review_form": ReviewForm(initial=initial),
             "can_review": request.user.role in (Role.RADIOLOGIST, Role.ADMIN),
             "windows": ml_adapter.VIEWER_WINDOWS,

@@ -13,6 +13,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from diagnosis.models import Label
+from diagnosis.selectors import ai_explanation
 
 from . import images
 from .selectors import ReportContent
@@ -79,6 +80,7 @@ def report_html(
         # In the probability's own unit, so 49.6 % below a 49.7 % threshold reads so.
         "threshold": _percent(result.threshold),
         "model": result.model_version,
+        "explanation": ai_explanation(result=result),
         "type_probabilities": [
             (name, _percent(p))
             for name, p in sorted(

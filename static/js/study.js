@@ -28,6 +28,7 @@
   if (!viewer) return;
   const count = parseInt(viewer.dataset.count, 10);
   const heatSlices = new Set((viewer.dataset.heatmaps || "").split(",").filter(Boolean).map(Number));
+  const layerName = viewer.dataset.layer || "heatmap"; // "lesion map" for a lesion-feature model
   const sliceUrl = (i) => viewer.dataset.sliceUrl.replace(/\/0\.png$/, `/${i}.png`);
   const heatUrl = (i) => viewer.dataset.heatmapUrl.replace(/\/0\/heatmap\.png$/, `/${i}/heatmap.png`);
   const img = document.getElementById("slice-img");
@@ -53,7 +54,7 @@
     const bar = bars[index];
     bars.forEach((b) => b.classList.remove("current"));
     if (bar) bar.classList.add("current");
-    label.textContent = `Slice ${index + 1} / ${count}` + (bar ? ` · AI ${bar.title.split(": ")[1]}` : "") + (heatSlices.has(index) ? " · heatmap" : "");
+    label.textContent = `Slice ${index + 1} / ${count}` + (bar ? ` · AI ${bar.title.split(": ")[1]}` : "") + (heatSlices.has(index) ? ` · ${layerName}` : "");
     viewer.dataset.current = index;
   }
   function go(next) { index = Math.min(Math.max(next, 0), count - 1); render(); }
