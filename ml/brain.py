@@ -21,7 +21,8 @@ orientation from the brain's second moments, refined by left-right mirror symmet
 -> one affine warp to an (S, S) image with the midline vertical at x = S/2 and the
 brain filling the frame -> brain median and relative intensities. The study then
 marks brain slices (:func:`brain_study`): neck, face and vertex slices, with little
-brain, neither train with the scan's label nor decide a study.
+brain, and the inside of test objects (water, plastic: not brain density) neither
+train with the scan's label nor decide a study.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ import numpy as np
 BRAIN_WINDOW: tuple[float, float] = (40.0, 120.0)
 #: Brain-window value from which a pixel counts as bone or calcification (~93 HU).
 BONE_LEVEL = 0.945
+#: Brain-window values the median of real brain tissue lies in (16..66 HU): the
+#: inside of a water- or acrylic-filled test object is no brain.
+BRAIN_MEDIAN_RANGE: tuple[float, float] = (0.3, 0.72)
 #: Side of the working copy the masks are computed on, pixels.
 WORK_SIDE = 256
 
@@ -627,6 +631,14 @@ def _circular_mean(angles: np.ndarray, weights: np.ndarray) -> float:
     )
 
 
+def plausible_brain(medians: Sequence[float]) -> np.ndarray:
+    """(D,) bool: the median inside the skull is that of brain tissue
+    (``BRAIN_MEDIAN_RANGE``), not water, plastic or air."""
+    low, high = BRAIN_MEDIAN_RANGE
+    values = np.asarray(medians, np.float64)
+    return (values >= low) & (values <= high)
+
+
 def brain_study(
     volume: np.ndarray, *, units: str, config: BrainConfig | None = None
 ) -> BrainStudy:
@@ -649,7 +661,7 @@ def brain_study(
     fractions = np.array([s.brain_fraction for s in slices])
     is_brain = select_brain_slices(
         fractions, [s.brain_area for s in slices], config=cfg
-    )
+    ) & plausible_brain([s.median for s in slices])
     for s, flag in zip(slices, is_brain, strict=True):
         s.is_brain = bool(flag)
     return BrainStudy(

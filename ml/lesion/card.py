@@ -10,6 +10,7 @@ from ml.brain import BRAIN_WINDOW
 from ml.datasets import ManifestRow
 from ml.lesion.features import FEATURE_NAMES
 from ml.modelfile import TASK_CLASSES, ModelCard
+from ml.provenance import code_version, training_fingerprint
 
 LOOKS_FOR = (
     "regions of the skull-stripped brain clearly brighter than the brain's own "
@@ -37,8 +38,6 @@ def lesion_card(
     fitted: Any, *, rows: Sequence[ManifestRow], config: Any, report: dict[str, Any]
 ) -> ModelCard:
     """The :class:`ModelCard` of a ``FittedLesionModel``."""
-    from ml.training.run import code_version, training_fingerprint
-
     model = fitted.model
     size = model.brain.size
     labels = sorted({r.label for r in rows})

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ml.brain import BrainConfig, BrainStudy, brain_study
-from ml.datasets import ManifestRow, read_manifest
+from ml.datasets import ManifestRow
 from ml.lesion.model import (
     ARCHITECTURE,
     LesionModel,
@@ -232,7 +232,6 @@ def lesion_train(
     and one model on every study (``out_dir/model``) unless CV runs without
     ``final_fit``. ``config`` is a ``TrainConfig``; its image size is the aligned
     brain's side. Writes ``out_dir/report.json``."""
-    from ml.evaluation import evaluate_predictions
     from ml.training.config import TrainResult
 
     if config.task != "binary":
@@ -253,22 +252,20 @@ def lesion_train(
         "regularisation": float(config.model_options.get("C", DEFAULT_C)),
     }
     report: dict[str, Any] = {}
+    train_studies = studies
     if config.cv:
         pooled = cross_validate(studies, k=config.cv, seed=config.seed, **fit)
-        report = evaluate_predictions(
-            y_true=pooled["y"],
-            prob=pooled["prob"],
-            groups=pooled["groups"],
-            threshold=0.5,
-            study_prob=pooled["study_prob"],
-            n_boot=config.n_boot,
-            seed=config.seed,
-        )
+        report = _report(pooled, config)
+    elif config.test_fraction > 0:
+        test, train_studies = _test_split(studies, config.test_fraction, config.seed)
+        print(f"held out {len(test)} scans as a test split", flush=True)
+        fitted = fit_lesion_model(train_studies, seed=config.seed, **fit)
+        report = _report(_scored(fitted, test), config, threshold=fitted.threshold)
     if progress is not None:
         progress(1, 1, {"studies": len(studies)})
     model_dir = None
     if config.final_fit or not config.cv:
-        fitted = fit_lesion_model(studies, seed=config.seed, **fit)
+        fitted = fit_lesion_model(train_studies, seed=config.seed, **fit)
         model_dir = save_model_folder(
             fitted, rows=rows, config=config, report=report, folder=out / "model"
         )
@@ -279,6 +276,47 @@ def lesion_train(
     summary = {"architecture": ARCHITECTURE, "seconds": seconds, "report": report}
     (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     return result
+
+
+def _test_split(
+    studies: Sequence[StudyFeatures], fraction: float, seed: int
+) -> tuple[list[StudyFeatures], list[StudyFeatures]]:
+    """(test, rest): about ``fraction`` of the studies of each label."""
+    held = set(_folds(studies, max(2, round(1 / fraction)), seed)[0])
+    test = [s for i, s in enumerate(studies) if i in held]
+    return test, [s for i, s in enumerate(studies) if i not in held]
+
+
+def _scored(
+    fitted: FittedLesionModel, studies: Sequence[StudyFeatures]
+) -> dict[str, Any]:
+    y, prob, groups, study_prob = [], [], [], {}
+    for s in studies:
+        if not s.is_brain.any():
+            continue
+        slice_p, study_p = fitted.score(s)
+        count = int(s.is_brain.sum())
+        y += [s.label] * count
+        prob += [float(v) for v in slice_p[s.is_brain]]
+        groups += [s.name] * count
+        study_prob[s.name] = study_p
+    return {"y": y, "prob": prob, "groups": groups, "study_prob": study_prob}
+
+
+def _report(
+    pooled: dict[str, Any], config: Any, *, threshold: float = 0.5
+) -> dict[str, Any]:
+    from ml.evaluation import evaluate_predictions
+
+    return evaluate_predictions(
+        y_true=pooled["y"],
+        prob=pooled["prob"],
+        groups=pooled["groups"],
+        threshold=threshold,
+        study_prob=pooled["study_prob"],
+        n_boot=config.n_boot,
+        seed=config.seed,
+    )
 
 
 def save_model_folder(
@@ -301,9 +339,3 @@ def save_model_folder(
     card = lesion_card(fitted, rows=rows, config=config, report=report)
     model_card_save(card, folder)
     return folder
-
-
-def rows_of(manifest: str | Path | Sequence[ManifestRow]) -> list[ManifestRow]:
-    return (
-        read_manifest(manifest) if isinstance(manifest, (str, Path)) else list(manifest)
-    )

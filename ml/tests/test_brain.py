@@ -275,13 +275,6 @@ def test_ct_ich_black_slices_are_not_brain_and_mid_slices_are():
 
 
 @pytest.mark.skipif(not PHANTOM.is_dir(), reason=f"{PHANTOM} not found (optional)")
-@pytest.mark.xfail(
-    strict=True,
-    reason="slice 11 of 28 is marked brain (fraction 0.35, the study's largest): "
-    "its thin plastic skull ring is not closed once thresholded, so head_mask does "
-    "not fill it and the contrast-insert block (75-85 HU) becomes the 'head'; "
-    "brain_study has no absolute brain-area floor to catch it",
-)
 def test_plastic_head_phantom_has_no_brain_slice():
     from ml.io import load_study
 

@@ -113,14 +113,6 @@ def _water_shell_study(inside_hu: float) -> LoadResult:
     return LoadResult(volume=volume.astype(np.float32), slices=infos, metadata=meta)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ml.brain marks a uniformly filled shell as brain slices: nothing checks "
-    "that the intracranial median is brain density (real heads: 0.43-0.53 brain-"
-    "window units), so a water (0 HU, 0.17) or acrylic-like (85 HU, 0.88) test object "
-    "is scored; the real dicom-head-phantom std-brain-5mm (slice 11, median 0.86) is "
-    "too",
-)
 @pytest.mark.parametrize("inside_hu", [0.0, 85.0], ids=["water", "acrylic"])
 def test_filled_test_object_is_refused(predictor, inside_hu):
     with pytest.raises(ValueError, match=NOT_A_HEAD_CT):
@@ -164,13 +156,6 @@ def test_mr_study_is_refused(predictor, tmp_path):
         predictor.explain(loaded, slices=[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ml.lesion.card.lesion_card imports ml.training.run (for code_version and "
-    "training_fingerprint), which imports keras through ml.training.data: saving a "
-    "numpy-only lesion model loads TensorFlow (about 12 s of a 16 s training run "
-    "here)",
-)
 def test_saving_a_lesion_model_does_not_need_tensorflow(tmp_path):
     code = (
         "import sys\n"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import resource
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -22,33 +20,10 @@ from ml.datasets import (
 )
 from ml.evaluation import evaluate_predictions
 from ml.modelfile import TASK_CLASSES, ModelCard, model_card_save
+from ml.provenance import code_version, training_fingerprint
 from ml.training.config import ProgressCallback, TrainConfig, TrainResult
 from ml.training.data import slice_cache
 from ml.training.loop import FitOutcome, Fitter
-
-
-def training_fingerprint(rows: Sequence[ManifestRow]) -> str:
-    """sha256 over the rows' (sha256, label) pairs in path order."""
-    digest = hashlib.sha256()
-    for row in sorted(rows, key=lambda r: r.path):
-        digest.update(f"{row.sha256}\t{row.label}\n".encode())
-    return digest.hexdigest()
-
-
-def code_version() -> str:
-    """``git rev-parse HEAD`` of this checkout, or "" outside a git checkout."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],  # noqa: S607 (git from PATH on purpose)
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def peak_rss_mb() -> float:
