@@ -18,8 +18,9 @@ head mask (largest bright region, holes filled; letters, head holders and table
 drop out as separate components) -> bone (saturated pixels) -> intracranial mask
 (inside the skull ring; an eroded head as the fallback when the ring is broken) ->
 orientation from the brain's second moments, refined by left-right mirror symmetry
--> one affine warp to an (S, S) image with the midline vertical at x = S/2 and the
-brain filling the frame -> brain median and relative intensities. The study then
+-> one affine warp to an (S, S) image with the midline vertical at x = (S - 1)/2
+(the column a left-right flip mirrors about) and the brain filling the frame ->
+brain median and relative intensities. The study then
 marks brain slices (:func:`brain_study`): neck, face and vertex slices, with little
 brain, and the inside of test objects (water, plastic: not brain density) neither
 train with the scan's label nor decide a study.
@@ -332,7 +333,9 @@ def _mirror_costs(
     weight = mask.astype(np.float32)
     costs = np.empty(len(angles))
     for k, angle in enumerate(angles):
-        matrix = _rotation(cx, cy, float(angle), scale, side / 2)
+        matrix = _rotation(
+            cx, cy, float(angle), scale, (side - 1) / 2
+        )  # [:, ::-1] mirrors about this column
         img = cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR)
         msk = cv2.warpAffine(weight, matrix, (side, side))
         both = np.maximum(msk, msk[:, ::-1])
@@ -432,7 +435,7 @@ def _align(
     cx, cy, angle, elongation = midline_angle(masks.small, outline, hint=angle_hint)
     radius = _extent(outline, cx, cy, angle)
     scale = cfg.size * (0.5 - cfg.margin) / max(radius, 1.0)
-    matrix = _rotation(cx, cy, angle, scale, cfg.size / 2)
+    matrix = _rotation(cx, cy, angle, scale, (cfg.size - 1) / 2)
     aligned = _aligned(
         masks.small,
         masks.head,
@@ -534,7 +537,7 @@ def _aligned(
         matrix=full,
         angle=angle,
         scale=float(math.hypot(full[0, 0], full[1, 0])),
-        midline_x=size / 2.0,
+        midline_x=(size - 1) / 2.0,
         head_box=box,
         slice_shape=(int(slice_shape[0]), int(slice_shape[1])),
         brain_fraction=float(inside.sum() / max(1, head.sum())),
@@ -563,7 +566,7 @@ def _empty_slice(
         matrix=full,
         angle=0.0,
         scale=float(scale * factor),
-        midline_x=size / 2.0,
+        midline_x=(size - 1) / 2.0,
         head_box=(0, int(slice_shape[0]), 0, int(slice_shape[1])),
         slice_shape=(int(slice_shape[0]), int(slice_shape[1])),
         brain_fraction=0.0,

@@ -18,7 +18,7 @@ from ml.models.classical import (  # noqa: E402
     classical_head_save,
 )
 
-SLICE_ARCHS = [n for n, s in ARCHITECTURES.items() if not s.study_level]
+SLICE_ARCHS = [n for n, s in ARCHITECTURES.items() if not (s.study_level or s.features)]
 
 
 def _tiny_batch(channels=1, side=32, classes=2, n=2):
