@@ -116,8 +116,14 @@ Writes:
   OUT/model/        the model folder to activate in the portal: model.keras,
                     model.json (threshold on the study probability, temperature,
                     metrics, preprocessing), model.onnx when its export matches
-                    Keras, classifier.joblib for cnn_svm/cnn_rf
+                    Keras, classifier.joblib for cnn_svm/cnn_rf;
+                    lesion_model.json (features, weights) for lesion_features
   --cache-dir       preprocessed slices, reused by later runs
+
+--architecture lesion_features trains the interpretable lesion-feature model:
+hyperdensity and asymmetry features of the aligned brain (ml.brain) and a
+logistic regression, on brain slices only; seconds, not epochs. --size is the
+aligned brain's side (256 recommended); --option C=0.1 sets its regularisation.
 """
 
 
@@ -183,7 +189,10 @@ def _run_train(args: argparse.Namespace) -> int:
     if not result.report:
         print("no held-out test: evaluate the model with `python -m ml evaluate`")
     rss = result.peak_rss_mb
-    print(f"{result.seconds_per_epoch:.1f} s/epoch, peak memory {rss:.0f} MiB")
+    if config.architecture == "lesion_features":
+        print(f"features and fit in {result.seconds_per_epoch:.0f} s (no epochs)")
+    else:
+        print(f"{result.seconds_per_epoch:.1f} s/epoch, peak memory {rss:.0f} MiB")
     if result.model_dir:
         _print_model_thresholds(result.model_dir)
         print(f"model: {result.model_dir}")
@@ -197,9 +206,14 @@ def _print_model_thresholds(model_dir: Path) -> None:
     card = model_card_load(model_dir)
     target = card.extra.get("target_sensitivity")
     chosen = f" for sensitivity {target:g}" if target else ""
+    where = (
+        "out-of-fold predictions of the training scans"
+        if card.architecture == "lesion_features"
+        else "the validation scans"
+    )
     print(
         f"study threshold {card.threshold:.3g} (on the study probability, chosen on "
-        f"the validation scans{chosen}; stored in model.json)"
+        f"{where}{chosen}; stored in model.json)"
     )
 
 
