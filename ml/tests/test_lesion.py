@@ -186,3 +186,42 @@ def test_saving_a_lesion_model_does_not_need_tensorflow(tmp_path):
         check=False,
     )
     assert done.returncode == 0, done.stderr[-600:]
+
+
+def test_evaluation_training_and_serving_give_one_study_probability(
+    model_dir, predictor, held_out, tmp_path
+):
+    """The study probability a lesion model's threshold was chosen with (training's
+    scoring), the one `python -m ml evaluate` reports and the one the portal serves
+    are the same number for the same study."""
+    from ml.datasets import index_folder
+    from ml.lesion.model import LesionModel
+    from ml.lesion.train import FittedLesionModel, load_studies
+    from ml.training.predict import predict_manifest
+
+    data = tmp_path / "data"
+    for k, (bleed, study, _) in enumerate(held_out):
+        folder = data / ("Stroke" if bleed else "Normal")
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in study.paths:
+            shutil.copy(path, folder / path.name.replace("1 (", f"{k + 1} ("))
+    rows = index_folder(data).rows
+    evaluated = predict_manifest(model_dir=model_dir, manifest=rows, data_root=data)
+    card = predictor.card
+    fitted = FittedLesionModel(
+        LesionModel.load(model_dir),
+        card.temperature,
+        card.threshold,
+        card.extra["aggregation"],
+        card.extra["top_k"],
+    )
+    trained = {
+        s.name: fitted.score(s)[1]
+        for s in load_studies(rows, data_root=data, brain=fitted.model.brain)
+    }
+    assert len(evaluated["study_prob"]) == len(held_out) == len(trained)
+    for name, probability in evaluated["study_prob"].items():
+        paths = [str(data / r.path) for r in rows if r.group == name]
+        served = predictor.predict(load_study(paths))
+        assert served.study_probability == pytest.approx(probability, abs=1e-6)
+        assert trained[name] == pytest.approx(probability, abs=1e-6)
