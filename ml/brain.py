@@ -62,7 +62,7 @@ class BrainConfig:
     margin: float = 0.04
     rim: int = 3
     min_fraction: float = 0.3
-    min_relative_area: float = 0.3
+    min_relative_area: float = 0.5
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < 32:
@@ -277,15 +277,19 @@ def intracranial_mask(
     equivalent = math.sqrt(head_area / math.pi)
     eroded = cv2.erode(head.astype(np.uint8), _disk(max(2, round(0.1 * equivalent))))
     near_bone = cv2.dilate(bone.astype(np.uint8), _disk(1)).astype(bool)
-    soft = eroded.astype(bool) & ~near_bone & (image > 0.02) & _hull(bone)
+    soft = eroded.astype(bool) & ~near_bone & (image > 0.02) & mask_hull(bone)
     return _largest(_open(soft, max(1, side // 128))), False
 
 
-def _hull(mask: np.ndarray) -> np.ndarray:
-    """The convex hull of a mask's pixels (all True when it has too few)."""
-    points = cv2.findNonZero(mask.astype(np.uint8))
-    if points is None or len(points) < 3:
-        return np.ones(mask.shape, bool)
+def mask_hull(mask: np.ndarray, *, default: bool = True) -> np.ndarray:
+    """(H, W) bool convex hull of a mask (from its outer contours, which have the
+    same hull as all its pixels); all ``default`` when it has under 3 points."""
+    found, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    points = np.concatenate(found) if found else np.zeros((0, 1, 2), np.int32)
+    if len(points) < 3:
+        return np.full(mask.shape, default, bool)
     hull = np.zeros(mask.shape, np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
     return hull.astype(bool)

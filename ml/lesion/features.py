@@ -24,7 +24,7 @@ import math
 import cv2
 import numpy as np
 
-from ml.brain import BrainSlice
+from ml.brain import BrainSlice, mask_hull
 
 #: Thresholds above the brain median, brain-window units (x120 = HU).
 HYPER_LEVELS: tuple[float, ...] = (0.10, 0.15, 0.20, 0.27, 0.35)
@@ -193,7 +193,7 @@ def _extra(s: BrainSlice) -> list[float]:
             float(np.abs(xs - size / 2).mean() / size),
         ]
     asym_lr = abs(int(cand[:, :half].sum()) - int(cand[:, half:].sum())) / na
-    inside = _hull(s.brain) & s.bone
+    inside = mask_hull(s.brain, default=False) & s.bone
     bone_inside = float(inside.sum() / max(1, int(s.brain.sum())))
     # a rim bleed is thick; the skull's partial volume is a thin line
     thick = _open(hot, 2)
@@ -239,15 +239,6 @@ def _local_contrast(s: BrainSlice) -> np.ndarray:
 def _open(mask: np.ndarray, radius: int) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
     return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0
-
-
-def _hull(mask: np.ndarray) -> np.ndarray:
-    points = cv2.findNonZero(mask.astype(np.uint8))
-    out = np.zeros(mask.shape, np.uint8)
-    if points is None or len(points) < 3:
-        return out.astype(bool)
-    cv2.fillConvexPoly(out, cv2.convexHull(points), 1)
-    return out.astype(bool)
 
 
 def _periphery(s: BrainSlice) -> np.ndarray:

@@ -30,7 +30,12 @@ from ml.lesion.model import (
 )
 
 NORMAL_LABELS = ("normal", "0", "no_stroke")
-DEFAULT_C = 0.1
+DEFAULT_C = 0.03
+#: Of a stroke scan labelled as a whole, the share of its brain slices that train as
+#: positives: most slices of a stroke scan show no lesion, so after a first fit only
+#: the most suspicious half keeps the scan's label (the rest do not train at all).
+DEFAULT_POSITIVE_SHARE = 0.5
+REFITS = 2
 
 
 @dataclass
@@ -138,16 +143,24 @@ def fit_lesion_model(
     regularisation: float = DEFAULT_C,
     target_sensitivity: float = 0.95,
     aggregation: str = "topk",
-    top_k: int = 3,
+    top_k: int = 5,
     seed: int = 0,
     inner_folds: int = 5,
+    positive_share: float = DEFAULT_POSITIVE_SHARE,
 ) -> FittedLesionModel:
     """Fit on the brain slices of ``studies``; temperature (slice level) and the
     study threshold (the highest reaching ``target_sensitivity``) come from
     out-of-fold predictions of an inner grouped CV, so neither is tuned on the
-    slices the final weights saw."""
+    slices the final weights saw. Stroke scans without slice labels train on
+    their most suspicious ``positive_share`` of brain slices (see
+    :func:`fit_weights`)."""
     from ml.evaluation.metrics import threshold_for_sensitivity
 
+    weights = {
+        "brain": brain,
+        "regularisation": regularisation,
+        "positive_share": positive_share,
+    }
     studies = [s for s in studies if s.is_brain.any()]
     labels = {s.label for s in studies}
     if labels != {0, 1}:
@@ -158,10 +171,7 @@ def fit_lesion_model(
     for held in _folds(studies, k, seed):
         chosen = set(held)
         train = [s for i, s in enumerate(studies) if i not in chosen]
-        x, y = _stack(train)
-        model = lesion_fit(
-            features=x, labels=y, brain=brain, regularisation=regularisation
-        )
+        model = fit_weights(train, **weights)
         for i in held:
             s = studies[i]
             z = model.logits(s.features)
@@ -177,9 +187,47 @@ def fit_lesion_model(
     threshold = threshold_for_sensitivity(
         y_true=study_y, prob=study_p, target=target_sensitivity
     )
-    x, y = _stack(studies)
-    final = lesion_fit(features=x, labels=y, brain=brain, regularisation=regularisation)
+    final = fit_weights(studies, **weights)
     return FittedLesionModel(final, temperature, threshold, aggregation, top_k)
+
+
+def fit_weights(
+    studies: Sequence[StudyFeatures],
+    *,
+    brain: BrainConfig,
+    regularisation: float,
+    positive_share: float = DEFAULT_POSITIVE_SHARE,
+) -> LesionModel:
+    """The logistic regression on the brain slices of ``studies``.
+
+    A stroke scan labelled as a whole (no ``slice_labels``) says only that some of
+    its slices show the lesion: after a first fit on every brain slice, the model
+    is refitted ``REFITS`` times with only the ``positive_share`` most suspicious
+    brain slices of each such scan as positives (its other slices left out, not
+    called normal). Slice-labelled studies and normal scans keep all their slices.
+    """
+    x, y = _stack(studies)
+    model = lesion_fit(features=x, labels=y, brain=brain, regularisation=regularisation)
+    weak = any(s.label == 1 and s.slice_labels is None for s in studies)
+    if not weak or positive_share >= 1.0:
+        return model
+    for _ in range(REFITS):
+        xs, ys = [], []
+        for s in studies:
+            features, labels = s.features[s.is_brain], s.labels()[s.is_brain]
+            if s.label == 1 and s.slice_labels is None and len(features):
+                keep = max(1, int(np.ceil(positive_share * len(features))))
+                order = np.argsort(-model.logits(features), kind="stable")[:keep]
+                features, labels = features[order], labels[order]
+            xs.append(features)
+            ys.append(labels)
+        model = lesion_fit(
+            features=np.concatenate(xs),
+            labels=np.concatenate(ys),
+            brain=brain,
+            regularisation=regularisation,
+        )
+    return model
 
 
 def centred(p: float, threshold: float) -> float:
@@ -250,6 +298,9 @@ def lesion_train(
         "aggregation": config.aggregation,
         "top_k": config.top_k,
         "regularisation": float(config.model_options.get("C", DEFAULT_C)),
+        "positive_share": float(
+            config.model_options.get("positive_share", DEFAULT_POSITIVE_SHARE)
+        ),
     }
     report: dict[str, Any] = {}
     train_studies = studies
