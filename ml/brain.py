@@ -39,9 +39,10 @@ import numpy as np
 BRAIN_WINDOW: tuple[float, float] = (40.0, 120.0)
 #: Brain-window value from which a pixel counts as bone or calcification (~93 HU).
 BONE_LEVEL = 0.945
-#: Brain-window values the median of real brain tissue lies in (16..66 HU): the
+#: Brain-window values the median of real brain tissue lies in (16..57 HU; real
+#: scans: 0.34..0.63 over 2,700 brain slices of two sources): the
 #: inside of a water- or acrylic-filled test object is no brain.
-BRAIN_MEDIAN_RANGE: tuple[float, float] = (0.3, 0.72)
+BRAIN_MEDIAN_RANGE: tuple[float, float] = (0.3, 0.64)
 #: Side of the working copy the masks are computed on, pixels.
 WORK_SIDE = 256
 
