@@ -101,7 +101,7 @@ def analyse(
     predictor = _predictor(model_path, model_sha256)
     prediction = predictor.predict(load_result, progress=progress)
     heatmaps = predictor.explain(
-        load_result, slices=prediction.top_slices[:heatmap_count]
+        load_result, slices=_explained_slices(predictor, prediction, heatmap_count)
     )
     return Analysis(
         label=prediction.label,
@@ -115,6 +115,19 @@ def analyse(
         heatmaps=dict(heatmaps),
         timings=dict(prediction.timings or {}),
     )
+
+
+#: A lesion map costs milliseconds (no gradients): draw it on this many of the most
+#: suspicious slices, so a bleed spanning several slices is outlined on each.
+LESION_MAP_SLICES = 12
+
+
+def _explained_slices(predictor, prediction, heatmap_count: int) -> list[int]:
+    if predictor.card.extra.get("explanation") != "lesion_map":
+        return list(prediction.top_slices[:heatmap_count])
+    p = np.asarray(prediction.slice_probabilities)
+    order = np.argsort(-p, kind="stable")[: max(heatmap_count, LESION_MAP_SLICES)]
+    return [int(i) for i in order if p[i] > 0]  # 0: not a brain slice, not read
 
 
 def heatmap_png(heatmap: np.ndarray) -> bytes:

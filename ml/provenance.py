@@ -21,11 +21,10 @@ def training_fingerprint(rows: Sequence[ManifestRow]) -> str:
     return digest.hexdigest()
 
 
-def code_version() -> str:
-    """``git rev-parse HEAD`` of this checkout, or "" outside a git checkout."""
+def _git(*args: str) -> str | None:
     try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],  # noqa: S607 (git from PATH on purpose)
+        done = subprocess.run(  # noqa: S603 (fixed git arguments of this module)
+            ["git", *args],  # noqa: S607 (git from PATH on purpose)
             cwd=Path(__file__).resolve().parent,
             capture_output=True,
             text=True,
@@ -33,5 +32,16 @@ def code_version() -> str:
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def code_version() -> str:
+    """``git rev-parse HEAD`` of this checkout, with ``+dirty`` when ml/ holds
+    uncommitted changes (the commit alone would then not reproduce the model);
+    "" outside a git checkout."""
+    head = _git("rev-parse", "HEAD")
+    if not head:
         return ""
-    return done.stdout.strip() if done.returncode == 0 else ""
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    return f"{head}+dirty" if changed else head

@@ -104,6 +104,11 @@ def test_uploaded_bleed_is_flagged_first_and_its_lesion_map_lies_on_the_bleed(
     heat_slices = [int(i) for i in layers.split(",")]
     top = study.current_result.suspicious_slices[0]
     assert top in heat_slices and top in bleed.bleed_slices
+    # A lesion map is cheap: every slice the bleed spans that the model reads (a
+    # brain slice) is outlined, not just the three most suspicious.
+    read = {s.index: s.probability for s in study.slices.all()}
+    spanned = [k for k in bleed.bleed_slices if read[k]]
+    assert len(spanned) > 3 and set(spanned) <= set(heat_slices), (spanned, layers)
     response = as_radiologist.get(
         reverse("diagnosis:heatmap-image", args=[study.pk, top])
     )

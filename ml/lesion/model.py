@@ -197,7 +197,7 @@ def study_probability(
     brain = np.asarray(is_brain, bool)
     if not brain.any():
         raise ValueError(
-            "no slice shows enough brain: this does not look like an axial head CT, "
-            "which is what the model reads"
+            "it does not look like an axial head CT (no slice shows brain tissue); "
+            "the model reads head CT only"
         )
     return aggregate_slices(np.asarray(slice_p)[brain], method=method, k=k)
