@@ -34,6 +34,7 @@ class Analysis:
     stroke_type: str = ""
     type_probabilities: dict[str, float] = field(default_factory=dict)
     heatmaps: dict[int, np.ndarray] = field(default_factory=dict)  # (H, W) in [0, 1]
+    read_slices: list[bool] = field(default_factory=list)  # [] = all were read
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -113,6 +114,7 @@ def analyse(
         stroke_type=prediction.stroke_type or "",
         type_probabilities=dict(prediction.type_probabilities or {}),
         heatmaps=dict(heatmaps),
+        read_slices=list(prediction.read_slices or []),
         timings=dict(prediction.timings or {}),
     )
 

@@ -539,8 +539,12 @@ def _results_store(*, study, model, token, analysis, loaded) -> str:
 
 def _slices_update(study: Study, analysis, heatmaps: dict[int, str]) -> None:
     slices = list(study.slices.order_by("index"))
+    read = analysis.read_slices or [True] * len(slices)
     for item in slices:
-        item.probability = analysis.slice_probabilities[item.index]
+        # A slice the model does not read (neck, face, vertex) has no probability:
+        # a 0 % there would look like a normal finding.
+        value = analysis.slice_probabilities[item.index]
+        item.probability = value if read[item.index] else None
         item.heatmap_name = heatmaps.get(item.index, "")
     Slice.objects.bulk_update(slices, ["probability", "heatmap_name"])
 

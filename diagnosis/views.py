@@ -199,6 +199,9 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "slices": slices,
             "heatmap_slices": [s.index for s in slices if s.heatmap_name],
             "probabilities": [s.probability for s in slices],
+            "unread_slices": (
+                [s.index for s in slices if s.probability is None] if result else []
+            ),
             "reviews": selectors.study_reviews(study=study),
             "feedback_cases": study.feedback_cases.order_by("-created_at"),
             "results": selectors.study_results(study=study),

@@ -107,8 +107,12 @@ def test_uploaded_bleed_is_flagged_first_and_its_lesion_map_lies_on_the_bleed(
     # A lesion map is cheap: every slice the bleed spans that the model reads (a
     # brain slice) is outlined, not just the three most suspicious.
     read = {s.index: s.probability for s in study.slices.all()}
-    spanned = [k for k in bleed.bleed_slices if read[k]]
+    spanned = [k for k in bleed.bleed_slices if read[k] is not None]
     assert len(spanned) > 3 and set(spanned) <= set(heat_slices), (spanned, layers)
+    # Slices with too little brain are not read: no probability, said so on the page.
+    unread = [k for k, p in read.items() if p is None]
+    assert unread and all(f"Slice {k + 1}: not read by the AI" in html for k in unread)
+    assert "grey: not read (too little brain)" in html
     response = as_radiologist.get(
         reverse("diagnosis:heatmap-image", args=[study.pk, top])
     )

@@ -35,6 +35,8 @@ class StudyPrediction:
     the likelier stroke class when the label is "stroke". ``timings`` in seconds:
     ``preprocess_s`` and ``predict_s``. ``backend``: "onnxruntime" or "tensorflow".
     ``slice_threshold``: the card's threshold for flagging single slices, if any.
+    ``read_slices``: (D,) whether the model read each slice (a brain slice); the
+    others' probabilities are 0 and mean "not read". None: it read them all.
     Study models calibrate the study output only; their slice outputs are raw.
     """
 
@@ -52,6 +54,7 @@ class StudyPrediction:
     type_probabilities: dict[str, float] | None = None
     slice_threshold: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    read_slices: list[bool] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (arrays as lists of floats)."""
@@ -70,6 +73,7 @@ class StudyPrediction:
             "type_probabilities": self.type_probabilities,
             "slice_threshold": self.slice_threshold,
             "timings": dict(self.timings),
+            "read_slices": self.read_slices,
         }
 
 

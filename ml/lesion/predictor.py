@@ -112,6 +112,7 @@ class LesionPredictor:
             model_name=card.name,
             model_version=card.version,
             backend=self.backend,
+            read_slices=[bool(b) for b in study.is_brain],
             timings={
                 "preprocess_s": prepared - start,
                 "predict_s": time.perf_counter() - prepared,
