@@ -18,6 +18,7 @@ from ml.inference.results import (
     SUSPICIOUS_SLICES,
     StudyPrediction,
     aggregate_slices,
+    check_study,
     describe_aggregation,
     label_and_confidence,
     study_stroke_type,
@@ -336,15 +337,7 @@ class Predictor:
         }
 
     def _check_study(self, load_result: LoadResult) -> None:
-        modality = load_result.metadata.modality
-        if modality and modality.upper() != self.card.modality:
-            raise ValueError(
-                f"the study is {modality} but model {self.card.name} "
-                f"{self.card.version} reads {self.card.modality}"
-            )
-        volume = load_result.volume
-        if volume.ndim != 3 or len(volume) == 0:
-            raise ValueError(f"the study has no slices (volume shape {volume.shape})")
+        check_study(load_result, card=self.card)
 
 
 def _optional_float(value: Any) -> float | None:

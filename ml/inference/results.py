@@ -187,3 +187,18 @@ def label_and_confidence(probability: float, *, threshold: float) -> tuple[str, 
     if probability >= threshold:
         return "stroke", float(probability)
     return "normal", float(1.0 - probability)
+
+
+def check_study(load_result: Any, *, card: Any, reads: str = "") -> None:
+    """Refuse a study a model was not made for: another modality than the card's,
+    or no slices. ``reads``: how the message names what the model reads (default:
+    the card's modality). ValueError with the reason."""
+    modality = load_result.metadata.modality
+    if modality and modality.upper() != card.modality:
+        raise ValueError(
+            f"the study is {modality} but model {card.name} {card.version} reads "
+            f"{reads or card.modality}"
+        )
+    volume = load_result.volume
+    if volume.ndim != 3 or len(volume) == 0:
+        raise ValueError(f"the study has no slices (volume shape {volume.shape})")

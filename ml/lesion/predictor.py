@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ml.brain import BrainStudy, brain_study
-from ml.inference.results import StudyPrediction, label_and_confidence, top_k_indices
+from ml.inference.results import (
+    StudyPrediction,
+    check_study,
+    label_and_confidence,
+    top_k_indices,
+)
 from ml.lesion.features import lesion_map
 from ml.lesion.model import (
     LESION_FILE,
@@ -145,15 +150,7 @@ class LesionPredictor:
         return maps
 
     def _check_study(self, load_result: LoadResult) -> None:
-        modality = load_result.metadata.modality
-        if modality and modality.upper() != "CT":
-            raise ValueError(
-                f"the study is {modality} but model {self.card.name} "
-                f"{self.card.version} reads head CT"
-            )
-        volume = load_result.volume
-        if volume.ndim != 3 or len(volume) == 0:
-            raise ValueError(f"the study has no slices (volume shape {volume.shape})")
+        check_study(load_result, card=self.card, reads="head CT")
 
 
 def _describe(method: str, k: int) -> str:
