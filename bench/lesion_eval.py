@@ -350,6 +350,16 @@ def main() -> int:
             "corr_score_grey_ctich": pearson(p, [pats[n]["median"] for n in names]),
             "corr_score_grey_bsct": pearson(bp, [served_b[n]["median"] for n in bn]),
             "corr_score_grey_pooled": pearson(pooled_p, greys),
+            # Within one class, so that a finding that changes the brain's grey
+            # level (a large bleed) cannot make the correlation.
+            "corr_score_grey_ctich_normal": pearson(
+                [pats[n]["prob"] for n in names if not pats[n]["label"]],
+                [pats[n]["median"] for n in names if not pats[n]["label"]],
+            ),
+            "corr_score_grey_bsct_normal": pearson(
+                [served_b[n]["prob"] for n in bn if not served_b[n]["label"]],
+                [served_b[n]["median"] for n in bn if not served_b[n]["label"]],
+            ),
             "invariance": invariance(folder, patients, sorted(patients)[:12]),
         }
     # Grouped CV within each source.
@@ -430,15 +440,20 @@ def print_tables(r: dict[str, Any]) -> None:
         f"\nshortcuts: image size alone AUC {s['auc_image_size_alone']:.3f} vs model "
         f"{s['auc_model_pooled']:.3f} (pooled cross-source studies); corr(score, size) "
         f"{s['corr_score_size']:.2f}; corr(score, brain grey level) ct-ich "
-        f"{s['corr_score_grey_ctich']:.2f}, bsct {s['corr_score_grey_bsct']:.2f}; "
+        f"{s['corr_score_grey_ctich']:.2f}, bsct {s['corr_score_grey_bsct']:.2f} "
+        f"(normal studies only: ct-ich {s['corr_score_grey_ctich_normal']:.2f}, "
+        f"bsct {s['corr_score_grey_bsct_normal']:.2f}); "
         f"mean |dp| {json.dumps({k: round(v, 3) for k, v in s['invariance'].items()})}"
     )
+    read = [q["hit"] for q in points if not q["empty"]]
     mass = np.mean([q["mass"] for q in points])
     dice = np.mean([q["dice"] for q in points])
     empty = sum(q["empty"] for q in points)
     print(
         f"pointing game (bsct model on ct-ich bleed slices): {np.mean(hits):.3f} of "
-        f"{len(hits)} ({empty} with an empty map); map mass in mask {mass:.3f}; "
+        f"{len(hits)} ({empty} with an empty map, mostly slices not read; "
+        f"{np.mean(read):.3f} of the {len(read)} with a map); map mass in mask "
+        f"{mass:.3f}; "
         f"Dice {dice:.3f}; serving {b2c['ms_per_slice']:.1f} ms/slice"
     )
     print(f"total {r['seconds']:.0f} s")
