@@ -208,3 +208,40 @@ def test_a_stroke_type_job_gives_a_type_model_that_studies_then_use(
     result = study.current_result
     assert result.model_version == candidate
     assert set(result.type_probabilities) == {"normal", "ischemic", "hemorrhagic"}
+
+
+def test_a_lesion_feature_job_trains_in_seconds_and_is_judged_on_the_locked_split(
+    as_admin,
+    active_model,
+    phantom_dataset,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    """The interpretable model is a retraining choice like the CNNs: the job trains
+    it without TensorFlow epochs, evaluates it on the locked split through the
+    serving Predictor, and its page shows the result beside the active model."""
+    monkeypatch.setattr("feedback.tasks.retrain_task.delay", lambda pk: None)
+    dataset = phantom_dataset("lesion", seed=11, test_fraction=0.3)
+    with django_capture_on_commit_callbacks(execute=True):
+        as_admin.post(
+            reverse("feedback:job-list"),
+            {
+                "dataset": dataset.pk,
+                "architecture": "lesion_features",
+                "task": "binary",
+                "epochs": 1,
+                "seed": 0,
+                "image_size": 64,
+            },
+        )
+    job = RetrainingJob.objects.get()
+    assert retrain_task.apply(args=[job.pk]).result == "succeeded", job.log
+    candidate = RetrainingJob.objects.get().candidate
+    assert candidate.architecture == "lesion_features"
+    assert candidate.card["extra"]["explanation"] == "lesion_map"
+    evaluation = candidate.evaluations.get(dataset=dataset)
+    assert evaluation.ok, evaluation.error_message
+    locked = dataset_services.dataset_test_rows(dataset=dataset)
+    assert evaluation.report["studies"] == len({r.group for r in locked})
+    page = as_admin.get(reverse("feedback:model-detail", args=[candidate.pk]))
+    assert "lesion_features" in page.text or "Lesion features" in page.text
