@@ -396,6 +396,33 @@ def _work_copy(image: np.ndarray) -> tuple[np.ndarray, float]:
     return small, factor
 
 
+ROUGH_SIDE = 128  # side of the first look that finds the head's box
+
+
+def _head_crop(image: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the box of the head on ``image``, found on a ~128 px copy,
+    plus a margin (the whole image when no head shows). The masks are then computed
+    on the head at the same resolution whatever the image size, border or field of
+    view of the export."""
+    height, width = image.shape
+    factor = min(1.0, ROUGH_SIDE / max(height, width))
+    rough = cv2.resize(
+        np.ascontiguousarray(image, np.float32),
+        (max(1, round(width * factor)), max(1, round(height * factor))),
+        interpolation=cv2.INTER_AREA,
+    )
+    head = head_mask(rough)
+    if not head.any():
+        return 0, 0, width, height
+    ys, xs = np.nonzero(head)
+    pad = 0.08 * max(int(np.ptp(ys)) + 1, int(np.ptp(xs)) + 1)
+    x0 = max(0, int((xs.min() - pad) / factor))
+    y0 = max(0, int((ys.min() - pad) / factor))
+    x1 = min(width, math.ceil((xs.max() + 1 + pad) / factor))
+    y1 = min(height, math.ceil((ys.max() + 1 + pad) / factor))
+    return x0, y0, x1, y1
+
+
 @dataclass
 class _Masks:
     """What one slice's masks are, on its working copy (before alignment)."""
@@ -407,6 +434,7 @@ class _Masks:
     bone: np.ndarray
     inside: np.ndarray
     ring: bool
+    offset: tuple[int, int] = (0, 0)  # (x, y) of the working copy's crop on the slice
     cx: float = 0.0
     cy: float = 0.0
     theta: float = 90.0
@@ -421,14 +449,16 @@ class _Masks:
 def _slice_masks(image: np.ndarray) -> _Masks | None:
     if image.ndim != 2 or min(image.shape) < 16:
         raise ValueError(f"need an (H, W) slice of at least 16 px, got {image.shape}")
-    small, factor = _work_copy(np.clip(image, 0.0, 1.0))
+    clipped = np.clip(image, 0.0, 1.0)
+    x0, y0, x1, y1 = _head_crop(clipped)
+    small, factor = _work_copy(clipped[y0:y1, x0:x1])
     head = head_mask(small)
-    if head.sum() < 0.002 * head.size:
+    if head.sum() / factor**2 < 0.002 * image.size:  # a speck, not a head
         return None
     bone = head & (small >= BONE_LEVEL)
     inside, ring = intracranial_mask(small, head, bone)
     shape = (int(image.shape[0]), int(image.shape[1]))
-    masks = _Masks(small, factor, shape, head, bone, inside, ring)
+    masks = _Masks(small, factor, shape, head, bone, inside, ring, offset=(x0, y0))
     masks.cx, masks.cy, masks.theta, masks.elongation = mask_orientation(masks.outline)
     return masks
 
@@ -451,6 +481,7 @@ def _align(
         cfg,
         masks.factor,
         masks.ring,
+        masks.offset,
     )
     aligned.elongation = elongation
     return aligned
@@ -513,6 +544,7 @@ def _aligned(
     cfg: BrainConfig,
     factor: float,
     ring: bool,
+    offset: tuple[int, int] = (0, 0),
 ) -> BrainSlice:
     size = cfg.size
     out = _warp(small, matrix, size)
@@ -524,13 +556,16 @@ def _aligned(
     median = float(np.median(out[core])) if core.any() else 0.0
     relative = np.where(brain, out - np.float32(median), np.float32(0.0))
     full = matrix.copy()
-    full[:, :2] *= factor  # slice pixels -> working copy -> aligned frame
+    # slice pixels -> working copy (crop, scale) -> aligned frame
+    full[:, :2] *= factor
+    full[:, 2] -= full[:, :2] @ np.asarray(offset, np.float64)
     ys, xs = np.nonzero(head)
+    x_off, y_off = offset
     box = (
-        int(ys.min() / factor),
-        min(slice_shape[0], math.ceil((ys.max() + 1) / factor)),
-        int(xs.min() / factor),
-        min(slice_shape[1], math.ceil((xs.max() + 1) / factor)),
+        y_off + int(ys.min() / factor),
+        min(slice_shape[0], y_off + math.ceil((ys.max() + 1) / factor)),
+        x_off + int(xs.min() / factor),
+        min(slice_shape[1], x_off + math.ceil((xs.max() + 1) / factor)),
     )
     angle = math.degrees(math.atan2(-matrix[1, 0], matrix[0, 0]))
     return BrainSlice(
@@ -611,19 +646,20 @@ def _angle_gap(a: float, b: float) -> float:
 
 def _study_angle(masks: Sequence[_Masks | None]) -> float | None:
     """The rotation the well-formed slices agree on (closed skull ring, oval
-    brain), or None when fewer than two are: a circular mean modulo 180 degrees of
-    their major axes, weighted by elongation and area, taken twice (the second time
-    without slices more than 20 degrees off the first)."""
+    brain), or None when fewer than two are: the most common major axis modulo 180
+    degrees (a histogram of 10-degree bins weighted by elongation and area, so a
+    group of round or odd slices cannot pull it halfway), averaged over the slices
+    within 20 degrees of it."""
     chosen = [m for m in masks if m is not None and m.ring and m.elongation > 0.08]
     if len(chosen) < 2:
         return None
     angles = np.array([m.theta - 90.0 for m in chosen])
     weights = np.array([m.elongation * float(m.inside.sum()) for m in chosen])
-    mean = _circular_mean(angles, weights)
-    close = np.array([_angle_gap(a, mean) <= 20.0 for a in angles])
-    if close.sum() >= 2:
-        mean = _circular_mean(angles[close], weights[close])
-    return mean
+    bins = np.arange(-90.0, 90.0, 10.0)
+    support = [weights[[_angle_gap(a, b) <= 10.0 for a in angles]].sum() for b in bins]
+    peak = float(bins[int(np.argmax(support))])
+    close = np.array([_angle_gap(a, peak) <= 20.0 for a in angles])
+    return _circular_mean(angles[close], weights[close])
 
 
 def _circular_mean(angles: np.ndarray, weights: np.ndarray) -> float:
