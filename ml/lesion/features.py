@@ -82,12 +82,29 @@ def feature_region(s: BrainSlice) -> np.ndarray:
 
 
 def _blobs(candidate: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Connected regions of ``candidate`` after a 3x3 opening: (count including the
+    background, (S, S) int32 labels, (count, 5) stats as OpenCV gives them).
+
+    Candidates are sparse: the opening and the labelling run on their bounding box
+    (plus 2 px), which gives the same regions in the same order, several times
+    faster than on the whole frame."""
+    height, width = candidate.shape
+    x, y, w, h = cv2.boundingRect(candidate.astype(np.uint8))
+    labels = np.zeros((height, width), np.int32)
+    if w == 0 or h == 0:
+        return 1, labels, np.array([[0, 0, width, height, height * width]], np.int32)
+    y0, y1 = max(0, y - 2), min(height, y + h + 2)
+    x0, x1 = max(0, x - 2), min(width, x + w + 2)
     opened = cv2.morphologyEx(
-        candidate.astype(np.uint8),
+        candidate[y0:y1, x0:x1].astype(np.uint8),
         cv2.MORPH_OPEN,
         cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)),
     )
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    count, inner, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    labels[y0:y1, x0:x1] = inner
+    stats[:, cv2.CC_STAT_LEFT] += x0
+    stats[:, cv2.CC_STAT_TOP] += y0
+    stats[0, cv2.CC_STAT_AREA] += height * width - opened.size
     return count, labels, stats
 
 
