@@ -471,18 +471,7 @@ def _align(
     radius = _extent(outline, cx, cy, angle)
     scale = cfg.size * (0.5 - cfg.margin) / max(radius, 1.0)
     matrix = _rotation(cx, cy, angle, scale, (cfg.size - 1) / 2)
-    aligned = _aligned(
-        masks.small,
-        masks.head,
-        masks.inside,
-        masks.bone,
-        matrix,
-        masks.shape,
-        cfg,
-        masks.factor,
-        masks.ring,
-        masks.offset,
-    )
+    aligned = _aligned(masks, matrix, cfg)
     aligned.elongation = elongation
     return aligned
 
@@ -534,22 +523,14 @@ def _warp(values: np.ndarray, matrix: np.ndarray, size: int, nearest: bool = Fal
     )
 
 
-def _aligned(
-    small: np.ndarray,
-    head: np.ndarray,
-    inside: np.ndarray,
-    bone: np.ndarray,
-    matrix: np.ndarray,
-    slice_shape: tuple[int, ...],
-    cfg: BrainConfig,
-    factor: float,
-    ring: bool,
-    offset: tuple[int, int] = (0, 0),
-) -> BrainSlice:
-    size = cfg.size
-    out = _warp(small, matrix, size)
+def _aligned(masks: _Masks, matrix: np.ndarray, cfg: BrainConfig) -> BrainSlice:
+    """The :class:`BrainSlice` of a slice's masks warped by ``matrix`` (working
+    copy -> aligned frame)."""
+    size, factor, offset = cfg.size, masks.factor, masks.offset
+    head, inside, slice_shape = masks.head, masks.inside, masks.shape
+    out = _warp(masks.small, matrix, size)
     brain = _warp(inside, matrix, size, nearest=True) > 0.5
-    bone_out = _warp(bone, matrix, size, nearest=True) > 0.5
+    bone_out = _warp(masks.bone, matrix, size, nearest=True) > 0.5
     near_bone = cv2.dilate(bone_out.astype(np.uint8), _disk(cfg.rim)) > 0
     inner = cv2.erode(brain.astype(np.uint8), _disk(max(1, cfg.rim // 2))) > 0
     core = inner & ~near_bone
@@ -583,7 +564,7 @@ def _aligned(
         brain_fraction=float(inside.sum() / max(1, head.sum())),
         brain_area=float(inside.sum() / factor**2),
         median=median,
-        ring=ring,
+        ring=masks.ring,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from ml.evaluation.calibration import (
     apply_temperature,
     binary_probs,
+    centred,
     fit_temperature,
     logits_from_probs,
     softmax,
@@ -34,6 +35,7 @@ from ml.evaluation.report import (
     format_ci,
     leakage_markdown,
     leakage_report,
+    report_compact,
     summary_row,
 )
 
@@ -73,6 +75,7 @@ __all__ = [
     "binary_probs",
     "bootstrap_ci",
     "calibration_curve",
+    "centred",
     "confusion",
     "evaluate_predictions",
     "expected_calibration_error",
@@ -82,6 +85,7 @@ __all__ = [
     "leakage_markdown",
     "leakage_report",
     "logits_from_probs",
+    "report_compact",
     "report_write",
     "roc_auc",
     "softmax",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -61,3 +62,12 @@ def binary_probs(positive: Any) -> np.ndarray:
     """(N,) positive-class probabilities → (N, 2) [1 - p, p]."""
     p = np.asarray(positive, dtype=np.float64).ravel()
     return np.stack([1.0 - p, p], axis=1)
+
+
+def centred(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """Monotone map sending ``threshold`` to 0.5, so that folds with different
+    thresholds can be pooled and judged at 0.5."""
+    p = np.clip(np.asarray(prob, np.float64), 1e-7, 1 - 1e-7)
+    t = min(max(threshold, 1e-7), 1 - 1e-7)
+    z = np.log(p / (1 - p)) - math.log(t / (1 - t))
+    return 1.0 / (1.0 + np.exp(-z))

@@ -180,3 +180,25 @@ def leakage_markdown(report: Mapping[str, Any]) -> str:
                 f"{row['random_slice_split']:.3f} | {row['inflation']:+.3f} |"
             )
     return "\n".join(lines)
+
+
+def report_compact(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline metrics (with CIs) of an ``evaluate_predictions`` report, per
+    level, for a model card: no per-study lists, no curves."""
+    keep = (
+        "auc",
+        "accuracy",
+        "precision",
+        "sensitivity",
+        "specificity",
+        "f1",
+        "ece",
+        "ci95",
+        "confusion_matrix",
+        "n",
+    )
+    return {
+        level: {k: report[level][k] for k in keep if k in report[level]}
+        for level in ("slice", "study")
+        if level in report
+    }

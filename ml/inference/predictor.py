@@ -15,16 +15,13 @@ from ml.inference import geometry
 from ml.inference.results import (
     DEFAULT_AGGREGATION,
     DEFAULT_TOP_K,
-    SUSPICIOUS_SLICES,
     StudyPrediction,
     aggregate_slices,
     check_study,
     describe_aggregation,
-    label_and_confidence,
-    study_stroke_type,
+    study_prediction,
     study_type_probabilities,
     temperature_softmax,
-    top_k_indices,
 )
 from ml.modelfile import (
     ModelCard,
@@ -249,30 +246,13 @@ class Predictor:
         type_p: np.ndarray,
         aggregation: str,
     ) -> StudyPrediction:
-        card = self.card
-        label, confidence = label_and_confidence(study_p, threshold=card.threshold)
-        stroke_type, type_probs = None, None
-        if card.task == "type":
-            type_probs = {
-                c: float(p) for c, p in zip(card.classes, type_p, strict=True)
-            }
-            if label == "stroke":
-                stroke_type = study_stroke_type(type_p, card.classes)
-        top = top_k_indices(slice_p, k=SUSPICIOUS_SLICES)
-        return StudyPrediction(
-            slice_probabilities=slice_p,
-            study_probability=float(study_p),
-            label=label,
-            confidence=confidence,
-            threshold=float(card.threshold),
-            top_slices=[int(i) for i in top],
+        return study_prediction(
+            self.card,
+            slice_p,
+            study_p=study_p,
+            type_p=type_p,
             aggregation=aggregation,
-            model_name=card.name,
-            model_version=card.version,
             backend=self.backend,
-            stroke_type=stroke_type,
-            type_probabilities=type_probs,
-            slice_threshold=_optional_float(card.extra.get("slice_threshold")),
         )
 
     # --- explaining -----------------------------------------------------------------
@@ -338,10 +318,6 @@ class Predictor:
 
     def _check_study(self, load_result: LoadResult) -> None:
         check_study(load_result, card=self.card)
-
-
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 # --- checks on load -------------------------------------------------------------------

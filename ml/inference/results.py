@@ -202,3 +202,42 @@ def check_study(load_result: Any, *, card: Any, reads: str = "") -> None:
     volume = load_result.volume
     if volume.ndim != 3 or len(volume) == 0:
         raise ValueError(f"the study has no slices (volume shape {volume.shape})")
+
+
+def study_prediction(
+    card: Any,
+    slice_p: np.ndarray,
+    *,
+    study_p: float,
+    aggregation: str,
+    backend: str,
+    type_p: np.ndarray | None = None,
+    read_slices: list[bool] | None = None,
+) -> StudyPrediction:
+    """The :class:`StudyPrediction` a model card's threshold, task and classes make
+    of (D,) slice and study probabilities: the label and its confidence, the most
+    suspicious slices, and for a stroke-type model the type probabilities (``type_p``,
+    (K,)) and the likelier stroke type."""
+    label, confidence = label_and_confidence(study_p, threshold=card.threshold)
+    stroke_type, type_probs = None, None
+    if card.task == "type" and type_p is not None:
+        type_probs = {c: float(p) for c, p in zip(card.classes, type_p, strict=True)}
+        if label == "stroke":
+            stroke_type = study_stroke_type(type_p, card.classes)
+    slice_threshold = card.extra.get("slice_threshold")
+    return StudyPrediction(
+        slice_probabilities=slice_p,
+        study_probability=float(study_p),
+        label=label,
+        confidence=confidence,
+        threshold=float(card.threshold),
+        top_slices=[int(i) for i in top_k_indices(slice_p, k=SUSPICIOUS_SLICES)],
+        aggregation=aggregation,
+        model_name=card.name,
+        model_version=card.version,
+        backend=backend,
+        stroke_type=stroke_type,
+        type_probabilities=type_probs,
+        slice_threshold=None if slice_threshold is None else float(slice_threshold),
+        read_slices=read_slices,
+    )

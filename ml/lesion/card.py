@@ -8,6 +8,7 @@ from typing import Any
 
 from ml.brain import BRAIN_WINDOW
 from ml.datasets import ManifestRow
+from ml.evaluation import report_compact
 from ml.lesion.features import FEATURE_NAMES
 from ml.modelfile import TASK_CLASSES, ModelCard
 from ml.provenance import code_version, training_fingerprint
@@ -25,15 +26,6 @@ CANNOT_EXCLUDE = (
 )
 
 
-def _compact(report: dict[str, Any]) -> dict[str, Any]:
-    keep = ("auc", "sensitivity", "specificity", "accuracy", "ci95", "n")
-    return {
-        level: {k: report[level][k] for k in keep if k in report[level]}
-        for level in ("slice", "study")
-        if level in report
-    }
-
-
 def lesion_card(
     fitted: Any, *, rows: Sequence[ManifestRow], config: Any, report: dict[str, Any]
 ) -> ModelCard:
@@ -42,7 +34,7 @@ def lesion_card(
     size = model.brain.size
     labels = sorted({r.label for r in rows})
     metrics = {"evaluation": f"grouped {config.cv}-fold CV" if config.cv else "none"}
-    metrics.update(_compact(report))
+    metrics.update(report_compact(report))
     return ModelCard(
         name=config.name or "lesion-features",
         version=config.version,

@@ -110,9 +110,6 @@ class LesionModel:
 
 def study_features(slices: Sequence[BrainSlice]) -> np.ndarray:
     """(D, F) float32 raw features of a study's aligned slices, in order."""
-    per_study = getattr(feat, "study_features", None)
-    if per_study is not None:
-        return np.asarray(per_study(list(slices)), np.float32)
     if not slices:
         return np.zeros((0, len(feat.FEATURE_NAMES)), np.float32)
     return np.stack([feat.slice_features(s) for s in slices]).astype(np.float32)

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ml.brain import BrainStudy, brain_study
+from ml.inference.predictor import OnnxStatus
 from ml.inference.results import (
+    DEFAULT_TOP_K,
     StudyPrediction,
     check_study,
-    label_and_confidence,
-    top_k_indices,
+    describe_aggregation,
+    study_prediction,
 )
 from ml.lesion.features import lesion_map
 from ml.lesion.model import (
@@ -35,20 +37,12 @@ from ml.modelfile import ModelCard, ModelFileError
 if TYPE_CHECKING:
     from ml.io import LoadResult
 
-SUSPICIOUS = 3
-
-
-class _Status:
-    used = False
-    reason = "a lesion-feature model runs in numpy (no network to export)"
-    max_abs_diff = None
-
 
 class LesionPredictor:
     """A lesion-feature model ready to predict; not thread-safe (one per worker)."""
 
     backend = "numpy"
-    onnx = _Status()
+    onnx = OnnxStatus(False, "a lesion-feature model runs in numpy (no network)")
     config = None
 
     def __init__(self, *, card: ModelCard, model: LesionModel) -> None:
@@ -97,32 +91,27 @@ class LesionPredictor:
             self.model, features, study.is_brain, temperature=card.temperature
         )
         method = str(card.extra.get("aggregation", "topk"))
-        k = int(card.extra.get("top_k", 3))
+        k = int(card.extra.get("top_k", DEFAULT_TOP_K))
         study_p = study_probability(slice_p, study.is_brain, method=method, k=k)
         if progress is not None:
             progress(len(slice_p), len(slice_p))
-        label, confidence = label_and_confidence(study_p, threshold=card.threshold)
         brain_count = int(study.is_brain.sum())
-        return StudyPrediction(
-            slice_probabilities=slice_p,
-            study_probability=float(study_p),
-            label=label,
-            confidence=confidence,
-            threshold=float(card.threshold),
-            top_slices=[int(i) for i in top_k_indices(slice_p, k=SUSPICIOUS)],
+        prediction = study_prediction(
+            card,
+            slice_p,
+            study_p=study_p,
             aggregation=(
-                f"{_describe(method, k)} of the {brain_count} brain slices "
-                "(neck, face and vertex slices do not count)"
+                f"{describe_aggregation(method=method, k=k)} of the {brain_count} "
+                "brain slices (neck, face and vertex slices do not count)"
             ),
-            model_name=card.name,
-            model_version=card.version,
             backend=self.backend,
             read_slices=[bool(b) for b in study.is_brain],
-            timings={
-                "preprocess_s": prepared - start,
-                "predict_s": time.perf_counter() - prepared,
-            },
         )
+        prediction.timings = {
+            "preprocess_s": prepared - start,
+            "predict_s": time.perf_counter() - prepared,
+        }
+        return prediction
 
     def explain(
         self, load_result: LoadResult, *, slices: Sequence[int], space: str = "study"
@@ -143,17 +132,13 @@ class LesionPredictor:
         maps = {}
         for index in wanted:
             s = study.slices[index]
-            aligned = lesion_map(s) * np.float32(p[index]) if s.is_brain else None
-            if aligned is None:
-                aligned = np.zeros(s.image.shape, np.float32)
+            aligned = (
+                lesion_map(s) * np.float32(p[index])
+                if s.is_brain
+                else np.zeros(s.image.shape, np.float32)  # not read: nothing to show
+            )
             maps[index] = aligned if space == "input" else s.to_slice(aligned)
         return maps
 
     def _check_study(self, load_result: LoadResult) -> None:
         check_study(load_result, card=self.card, reads="head CT")
-
-
-def _describe(method: str, k: int) -> str:
-    if method == "topk":
-        return f"mean of the {k} highest slice probabilities"
-    return f"{method} of the slice probabilities"

@@ -19,11 +19,13 @@ import numpy as np
 
 from ml.brain import BrainConfig, BrainStudy, brain_study
 from ml.datasets import ManifestRow
+from ml.evaluation.calibration import centred
 from ml.lesion.model import (
     ARCHITECTURE,
     LesionModel,
     fit_temperature,
     lesion_fit,
+    sigmoid,
     slice_probabilities,
     study_features,
     study_probability,
@@ -181,7 +183,7 @@ def fit_lesion_model(
     temperature = fit_temperature(np.concatenate(logits), np.concatenate(truths))
     study_p, study_y = [], []
     for s, z in oof:
-        p = np.where(s.is_brain, 1.0 / (1.0 + np.exp(-z / temperature)), 0.0)
+        p = np.where(s.is_brain, sigmoid(z, temperature=temperature), 0.0)
         study_p.append(study_probability(p, s.is_brain, method=aggregation, k=top_k))
         study_y.append(s.label)
     threshold = threshold_for_sensitivity(
@@ -230,41 +232,20 @@ def fit_weights(
     return model
 
 
-def centred(p: float, threshold: float) -> float:
-    """``p`` moved so that ``threshold`` sits at 0.5 (for pooling folds that each
-    chose their own threshold)."""
-    eps = 1e-6
-
-    def logit(v: float) -> float:
-        v = min(max(v, eps), 1 - eps)
-        return float(np.log(v) - np.log1p(-v))
-
-    return float(1.0 / (1.0 + np.exp(-(logit(p) - logit(threshold)))))
-
-
 def cross_validate(
     studies: Sequence[StudyFeatures], *, k: int, seed: int, **fit: Any
 ) -> dict[str, Any]:
     """Grouped k-fold by study: out-of-fold slice and study probabilities, each
     centred on its own fold's threshold. Returns the inputs of
     ``ml.evaluation.evaluate_predictions`` (y, prob, groups, study_prob)."""
-    y, prob, groups, study_prob = [], [], [], {}
+    pooled: dict[str, Any] = {"y": [], "prob": [], "groups": [], "study_prob": {}}
     for held in _folds(studies, k, seed):
         chosen = set(held)
         fitted = fit_lesion_model(
             [s for i, s in enumerate(studies) if i not in chosen], seed=seed, **fit
         )
-        for i in held:
-            s = studies[i]
-            if not s.is_brain.any():
-                continue  # no brain slice: the Predictor refuses such a study
-            slice_p, study_p = fitted.score(s)
-            mine = s.is_brain
-            y += [s.label] * int(mine.sum())
-            prob += [centred(float(v), fitted.threshold) for v in slice_p[mine]]
-            groups += [s.name] * int(mine.sum())
-            study_prob[s.name] = centred(study_p, fitted.threshold)
-    return {"y": y, "prob": prob, "groups": groups, "study_prob": study_prob}
+        _scored(fitted, [studies[i] for i in held], into=pooled, centre=True)
+    return pooled
 
 
 def lesion_train(
@@ -303,7 +284,7 @@ def lesion_train(
         ),
     }
     report: dict[str, Any] = {}
-    train_studies = studies
+    train_studies, fitted = studies, None
     if config.cv:
         pooled = cross_validate(studies, k=config.cv, seed=config.seed, **fit)
         report = _report(pooled, config)
@@ -316,7 +297,8 @@ def lesion_train(
         progress(1, 1, {"studies": len(studies)})
     model_dir = None
     if config.final_fit or not config.cv:
-        fitted = fit_lesion_model(train_studies, seed=config.seed, **fit)
+        if fitted is None:  # the test-split fit already is the final model
+            fitted = fit_lesion_model(train_studies, seed=config.seed, **fit)
         model_dir = save_model_folder(
             fitted, rows=rows, config=config, report=report, folder=out / "model"
         )
@@ -339,19 +321,32 @@ def _test_split(
 
 
 def _scored(
-    fitted: FittedLesionModel, studies: Sequence[StudyFeatures]
+    fitted: FittedLesionModel,
+    studies: Sequence[StudyFeatures],
+    *,
+    into: dict[str, Any] | None = None,
+    centre: bool = False,
 ) -> dict[str, Any]:
-    y, prob, groups, study_prob = [], [], [], {}
+    """Add the brain-slice and study probabilities of ``studies`` to ``into`` (the
+    inputs of ``evaluate_predictions``); ``centre``: move them so the fold's own
+    threshold sits at 0.5, for pooling folds. A study without brain slices is
+    skipped: the Predictor refuses it."""
+    out = (
+        into
+        if into is not None
+        else {"y": [], "prob": [], "groups": [], "study_prob": {}}
+    )
+    shift = fitted.threshold if centre else 0.5
     for s in studies:
         if not s.is_brain.any():
             continue
         slice_p, study_p = fitted.score(s)
         count = int(s.is_brain.sum())
-        y += [s.label] * count
-        prob += [float(v) for v in slice_p[s.is_brain]]
-        groups += [s.name] * count
-        study_prob[s.name] = study_p
-    return {"y": y, "prob": prob, "groups": groups, "study_prob": study_prob}
+        out["y"] += [s.label] * count
+        out["prob"] += centred(slice_p[s.is_brain], shift).tolist()
+        out["groups"] += [s.name] * count
+        out["study_prob"][s.name] = float(centred(np.array([study_p]), shift)[0])
+    return out
 
 
 def _report(

@@ -17,6 +17,7 @@ from ml.datasets import ManifestRow
 from ml.evaluation import (
     aggregate_by_group,
     apply_temperature,
+    centred,
     evaluate_predictions,
     fit_temperature,
     group_labels,
@@ -54,15 +55,6 @@ class FitOutcome:
 def positive(probs: np.ndarray) -> np.ndarray:
     """Stroke probability from (N, K) class probabilities: 1 - p(normal)."""
     return 1.0 - np.asarray(probs, np.float64)[:, 0]
-
-
-def centred(prob: np.ndarray, threshold: float) -> np.ndarray:
-    """Monotone map sending ``threshold`` to 0.5, so that folds with different
-    thresholds can be pooled and judged at 0.5."""
-    p = np.clip(np.asarray(prob, np.float64), 1e-7, 1 - 1e-7)
-    t = min(max(threshold, 1e-7), 1 - 1e-7)
-    z = np.log(p / (1 - p)) - math.log(t / (1 - t))
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 class EpochMonitor(keras.callbacks.Callback):

@@ -18,7 +18,7 @@ from ml.datasets import (
     grouped_train_val_test,
     read_manifest,
 )
-from ml.evaluation import evaluate_predictions
+from ml.evaluation import evaluate_predictions, report_compact
 from ml.modelfile import TASK_CLASSES, ModelCard, model_card_save
 from ml.provenance import code_version, training_fingerprint
 from ml.training.config import ProgressCallback, TrainConfig, TrainResult
@@ -179,7 +179,10 @@ def train_model(
         report = outcomes[0].report or {}
     model_dir, onnx = None, ""
     if final is not None:
-        metrics = {"evaluation": _evaluation_name(config, report), **_compact(report)}
+        metrics = {
+            "evaluation": _evaluation_name(config, report),
+            **report_compact(report),
+        }
         model_dir = _save(
             final,
             fitter=fitter,
@@ -298,26 +301,6 @@ def _cross_validate(
     return outcomes, None
 
 
-def _compact(report: dict[str, Any]) -> dict[str, Any]:
-    keep = (
-        "auc",
-        "accuracy",
-        "precision",
-        "sensitivity",
-        "specificity",
-        "f1",
-        "ece",
-        "ci95",
-        "confusion_matrix",
-        "n",
-    )
-    return {
-        level: {k: report[level][k] for k in keep if k in report[level]}
-        for level in ("slice", "study")
-        if level in report
-    }
-
-
 def _result(
     out: Path,
     model_dir: Path | None,
@@ -333,7 +316,7 @@ def _result(
         report=report,
         folds=[
             {
-                "report": o.report and _compact(o.report),
+                "report": o.report and report_compact(o.report),
                 "temperature": o.temperature,
                 "threshold": o.threshold,
                 "history": o.history,
