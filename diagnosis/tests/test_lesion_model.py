@@ -140,6 +140,9 @@ def test_study_without_a_brain_fails_saying_it_is_not_a_head_ct(
     )
     assert "The analysis failed." in page and "head CT" in page
     assert "Stroke probability" not in page and "No AI result yet." in page
+    # A failed study promises no viewer "when the analysis is ready".
+    assert "viewer opens when the analysis is ready" not in page
+    assert "No slices to view: the study could not be analysed" in page
 
 
 def test_lesion_model_page_and_report_say_what_the_lesion_map_shows(
