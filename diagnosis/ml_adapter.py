@@ -36,6 +36,9 @@ class Analysis:
     heatmaps: dict[int, np.ndarray] = field(default_factory=dict)  # (H, W) in [0, 1]
     read_slices: list[bool] = field(default_factory=list)  # [] = all were read
     timings: dict[str, float] = field(default_factory=dict)
+    #: A segmenting model's lesion volume estimate (mL); None when it does not
+    #: segment or the study lacks pixel spacing and slice positions.
+    volume_ml: float | None = None
 
 
 def upload_limits() -> LoadLimits:
@@ -116,6 +119,7 @@ def analyse(
         heatmaps=dict(heatmaps),
         read_slices=list(prediction.read_slices or []),
         timings=dict(prediction.timings or {}),
+        volume_ml=prediction.volume_ml,
     )
 
 

@@ -37,7 +37,10 @@ class StudyPrediction:
     ``slice_threshold``: the card's threshold for flagging single slices, if any.
     ``read_slices``: (D,) whether the model read each slice (a brain slice); the
     others' probabilities are 0 and mean "not read". None: it read them all.
-    Study models calibrate the study output only; their slice outputs are raw.
+    ``volume_ml``: a segmenting model's estimate of the lesion's volume in mL,
+    None when the model does not segment or the study has no pixel spacing and
+    slice positions. Study models calibrate the study output only; their slice
+    outputs are raw.
     """
 
     slice_probabilities: np.ndarray
@@ -55,6 +58,7 @@ class StudyPrediction:
     slice_threshold: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
     read_slices: list[bool] | None = None
+    volume_ml: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (arrays as lists of floats)."""
@@ -74,6 +78,7 @@ class StudyPrediction:
             "slice_threshold": self.slice_threshold,
             "timings": dict(self.timings),
             "read_slices": self.read_slices,
+            "volume_ml": None if self.volume_ml is None else float(self.volume_ml),
         }
 
 
@@ -189,13 +194,19 @@ def label_and_confidence(probability: float, *, threshold: float) -> tuple[str, 
     return "normal", float(1.0 - probability)
 
 
+class OutsideModelScope(ValueError):
+    """The study is readable but not what the model was made for (another
+    modality, no head or brain found): the portal says "outside what the model was
+    trained for" instead of a probability, and does not count it as a failure."""
+
+
 def check_study(load_result: Any, *, card: Any, reads: str = "") -> None:
-    """Refuse a study a model was not made for: another modality than the card's,
-    or no slices. ``reads``: how the message names what the model reads (default:
-    the card's modality). ValueError with the reason."""
+    """Refuse a study a model was not made for: another modality than the card's
+    (:class:`OutsideModelScope`), or no slices (ValueError). ``reads``: how the
+    message names what the model reads (default: the card's modality)."""
     modality = load_result.metadata.modality
     if modality and modality.upper() != card.modality:
-        raise ValueError(
+        raise OutsideModelScope(
             f"the study is {modality} but model {card.name} {card.version} reads "
             f"{reads or card.modality}"
         )

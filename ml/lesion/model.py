@@ -188,12 +188,12 @@ def study_probability(
 ) -> float:
     """The study's probability from its brain slices only, by the one aggregation
     rule the portal serves with (``ml.inference.results.aggregate_slices``).
-    ValueError when no slice shows brain."""
-    from ml.inference.results import aggregate_slices
+    OutsideModelScope (a ValueError) when no slice shows brain."""
+    from ml.inference.results import OutsideModelScope, aggregate_slices
 
     brain = np.asarray(is_brain, bool)
     if not brain.any():
-        raise ValueError(
+        raise OutsideModelScope(
             "it does not look like an axial head CT (no slice shows brain tissue); "
             "the model reads head CT only"
         )
