@@ -104,6 +104,14 @@ class Study(BaseModel):
         max_length=12, choices=StrokeType.choices, blank=True
     )
     ai_confidence = models.FloatField(null=True, blank=True)
+    # The current result's finding (diagnosis.findings), lesion volume and whether a
+    # demo model made it, so a worklist row words it without reading the model card.
+    ai_finding = models.CharField(max_length=12, blank=True)
+    ai_volume_ml = models.FloatField(null=True, blank=True)
+    ai_demo_model = models.BooleanField(default=False)
+    # Why the active model declined the study (not what it was made for, e.g. not a
+    # head CT): it is ready to read, with no AI result.
+    outside_scope_reason = models.TextField(blank=True)
     reviewed = models.BooleanField(default=False)
     # Claim of the worker processing the study; a stale heartbeat lets a redelivered
     # message take over from a worker that died.
@@ -203,6 +211,9 @@ class AIResult(BaseModel):
     threshold = models.FloatField()
     type_probabilities = models.JSONField(default=dict, blank=True)
     suspicious_slices = models.JSONField(default=list, blank=True)
+    volume_ml = models.FloatField(
+        null=True, blank=True, help_text="A segmenting model's lesion volume (mL)."
+    )
     timings = models.JSONField(default=dict, blank=True)
 
     class Meta:
