@@ -236,3 +236,4 @@ def _print_skipped(skipped: Sequence[tuple[str, str]]) -> None:
 
 import ml.cli_demo  # noqa: E402, F401  (registers demo-model)
 from ml import cli_train  # noqa: E402, F401  (registers train, evaluate, leakage)
+from ml.segment import cli as _seg_cli  # noqa: E402, F401  (registers train-seg)

@@ -101,10 +101,10 @@ def model_card_validate(card: ModelCard) -> None:
         )
     if card.modality not in MODALITIES:
         raise ModelFileError(f"modality {card.modality!r} is not one of {MODALITIES}")
-    if len(card.input_shape) not in (3, 4) or card.input_shape[-1] not in (1, 3):
+    if len(card.input_shape) not in (3, 4) or card.input_shape[-1] not in (1, 2, 3):
         raise ModelFileError(
             f"input_shape {card.input_shape} must be (H, W, C) or (D, H, W, C) "
-            "with 1 or 3 channels"
+            "with 1 to 3 channels (2: a segmentation model's slice and brain mask)"
         )
     if not 0.0 < float(card.threshold) < 1.0:
         raise ModelFileError(f"threshold {card.threshold} must lie between 0 and 1")

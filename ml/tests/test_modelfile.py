@@ -59,7 +59,7 @@ def test_tampered_weights_are_refused(tmp_path):
         ("classes", ["stroke", "normal"], "do not match task"),
         ("modality", "PET", "modality 'PET'"),
         ("threshold", 1.5, "threshold 1.5"),
-        ("input_shape", [64, 64, 2], "1 or 3 channels"),
+        ("input_shape", [64, 64, 4], "1 to 3 channels"),
     ],
 )
 def test_mismatched_card_is_refused_with_the_field_named(
