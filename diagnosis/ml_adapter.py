@@ -16,9 +16,18 @@ import numpy as np
 from django.conf import settings
 
 from ml import io as ml_io
+from ml.inference.results import OutsideModelScope
 from ml.io import LoadLimits, LoadResult, StudyLoadError, UploadCheck, load_study
 
-__all__ = ["Analysis", "StudyLoadError", "analyse", "check_upload", "read_upload"]
+__all__ = [
+    "Analysis",
+    "OutsideModelScope",
+    "StudyLoadError",
+    "analyse",
+    "check_upload",
+    "overlay_png",
+    "read_upload",
+]
 
 
 @dataclass
@@ -101,7 +110,10 @@ def analyse(
     heatmap_count: int = 3,
     progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:
-    """Predict per slice and per study, and Grad-CAM for the most suspicious slices."""
+    """Predict per slice and per study, and explain the most suspicious slices.
+
+    Raises OutsideModelScope when the study is readable but not what the model was
+    made for (e.g. not a head CT)."""
     predictor = _predictor(model_path, model_sha256)
     prediction = predictor.predict(load_result, progress=progress)
     heatmaps = predictor.explain(
@@ -126,14 +138,64 @@ def analyse(
 #: A lesion map costs milliseconds (no gradients): draw it on this many of the most
 #: suspicious slices, so a bleed spanning several slices is outlined on each.
 LESION_MAP_SLICES = 12
+#: A segmenting model's maps are its own per-pixel output: outline the lesion on
+#: every read slice, up to this many (a thin-slice study has hundreds).
+SEGMENTATION_SLICES = 64
 
 
 def _explained_slices(predictor, prediction, heatmap_count: int) -> list[int]:
-    if predictor.card.extra.get("explanation") != "lesion_map":
+    kind = predictor.card.extra.get("explanation")
+    if kind not in ("lesion_map", "segmentation"):
         return list(prediction.top_slices[:heatmap_count])
+    cap = SEGMENTATION_SLICES if kind == "segmentation" else LESION_MAP_SLICES
     p = np.asarray(prediction.slice_probabilities)
-    order = np.argsort(-p, kind="stable")[: max(heatmap_count, LESION_MAP_SLICES)]
-    return [int(i) for i in order if p[i] > 0]  # 0: not a brain slice, not read
+    read = np.asarray(prediction.read_slices or [True] * len(p), dtype=bool)
+    order = np.argsort(-p, kind="stable")[: max(heatmap_count, cap)]
+    return [int(i) for i in order if p[i] > 0 and read[i]]  # 0: not read
+
+
+def overlay_png(heatmap: np.ndarray, *, card: Mapping | None) -> bytes | None:
+    """The overlay the viewer lays over one slice, as the model card's explanation
+    asks: a lesion outline for a segmenting model (None when nothing on the slice
+    reaches the contour level), a colour map otherwise."""
+    extra = (card or {}).get("extra") or {}
+    if extra.get("explanation") == "segmentation":
+        return contour_png(heatmap, level=contour_level(card))
+    return heatmap_png(heatmap)
+
+
+def contour_level(card: Mapping | None) -> float:
+    """The pixel probability at which a segmenting model's lesion is outlined."""
+    extra = (card or {}).get("extra") or {}
+    try:
+        return float(extra.get("contour_level", 0.5))
+    except (TypeError, ValueError):
+        return 0.5
+
+
+#: Outline colour and its faint fill (RGBA): yellow stands out on a grey CT and is
+#: not the red of a danger badge.
+CONTOUR_RGBA = (255, 221, 0, 255)
+CONTOUR_FILL_ALPHA = 48
+
+
+def contour_png(lesion: np.ndarray, *, level: float = 0.5) -> bytes | None:
+    """An RGBA PNG of the outline of ``lesion >= level`` over a (H, W) probability
+    map: a 2-px line and a faint fill, transparent elsewhere; None when no pixel
+    reaches ``level``."""
+    import cv2
+    from PIL import Image
+
+    mask = (np.nan_to_num(np.asarray(lesion, np.float32)) >= level).astype(np.uint8)
+    if not mask.any():
+        return None
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    rgba = np.zeros((*mask.shape, 4), np.uint8)
+    rgba[mask > 0] = (*CONTOUR_RGBA[:3], CONTOUR_FILL_ALPHA)
+    cv2.drawContours(rgba, contours, -1, CONTOUR_RGBA, thickness=2)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def heatmap_png(heatmap: np.ndarray) -> bytes:
