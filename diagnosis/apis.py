@@ -14,22 +14,33 @@ from accounts.audit import audit_record
 from accounts.models import Role
 from accounts.permissions import HasRole
 
-from . import selectors, services
+from . import findings, selectors, services
 from .forms import StudyFilterForm
 from .models import Label, Sex, StrokeType
 
 
 class ResultSerializer(serializers.Serializer):
     label = serializers.CharField()
+    finding = serializers.SerializerMethodField()
     stroke_type = serializers.CharField()
     probability = serializers.FloatField()
     confidence = serializers.FloatField()
     threshold = serializers.FloatField()
     type_probabilities = serializers.DictField(child=serializers.FloatField())
     suspicious_slices = serializers.ListField(child=serializers.IntegerField())
+    volume_ml = serializers.FloatField(allow_null=True)
     model_version = serializers.CharField(source="model_version.__str__")
     is_demo_model = serializers.BooleanField(source="model_version.is_demo")
     created_at = serializers.DateTimeField()
+
+    def get_finding(self, result) -> str:
+        """The finding as the study page words it, e.g. "No hemorrhage detected"."""
+        return findings.finding_words(
+            card=result.model_version.card,
+            label=result.label,
+            stroke_type=result.stroke_type,
+            volume_ml=result.volume_ml,
+        ).headline
 
 
 class ReviewOutputSerializer(serializers.Serializer):
@@ -45,6 +56,7 @@ class StudyOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="pk")
     status = serializers.CharField()
     error_message = serializers.CharField()
+    outside_scope_reason = serializers.CharField()
     progress = serializers.SerializerMethodField()
     patient_id = serializers.CharField()
     patient_age = serializers.IntegerField(allow_null=True)
@@ -83,6 +95,10 @@ class StudyListOutputSerializer(serializers.Serializer):
     ai_label = serializers.CharField()
     ai_stroke_type = serializers.CharField()
     ai_confidence = serializers.FloatField(allow_null=True)
+    ai_finding = serializers.CharField()
+    ai_volume_ml = serializers.FloatField(allow_null=True)
+    ai_demo_model = serializers.BooleanField()
+    outside_scope_reason = serializers.CharField()
     reviewed = serializers.BooleanField()
     priority = serializers.FloatField()
     created_at = serializers.DateTimeField()

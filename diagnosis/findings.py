@@ -96,10 +96,12 @@ def finding_words(
     label: str,
     stroke_type: str = "",
     volume_ml: float | None = None,
+    finding: str = "",
 ) -> FindingWords:
     """The words of a result with ``label`` ("stroke"/"normal") by the model whose
-    ``card`` (ModelVersion.card) made it."""
-    finding = card_finding(card)
+    ``card`` (ModelVersion.card) made it. ``finding``: the finding stored with the
+    result (Study.ai_finding), for a list that does not read model cards."""
+    finding = finding if finding in FINDINGS else card_finding(card)
     positive = label == "stroke"
     if positive:
         kind = f" ({stroke_type})" if stroke_type and finding != HEMORRHAGE else ""

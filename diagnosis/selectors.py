@@ -18,7 +18,8 @@ from django.utils.functional import cached_property
 from accounts.models import Role, User
 from stroke_portal.dates import day_start
 
-from .models import AIResult, Review, Study, StudyStatus, WorklistBucket
+from . import findings, ml_adapter
+from .models import AIResult, Review, Slice, Study, StudyStatus, WorklistBucket
 
 
 def _visible(user: User) -> QuerySet[Study]:
@@ -91,6 +92,10 @@ WORKLIST_FIELDS = (
     "ai_label",
     "ai_stroke_type",
     "ai_confidence",
+    "ai_finding",
+    "ai_volume_ml",
+    "ai_demo_model",
+    "outside_scope_reason",
     "reviewed",
     "priority",
     "created_at",
@@ -190,19 +195,62 @@ LESION_MAP = AIExplanation(
     caption="lesion map of the candidate hyperdense regions the model found "
     "(brighter = larger and denser)",
 )
+SEGMENTATION = AIExplanation(
+    layer="Lesion outline",
+    caption="outline of the lesion the model segmented (pixels it gives a lesion "
+    "probability of {level:.0%} or more)",
+)
+_EXPLANATIONS = {"lesion_map": LESION_MAP, "segmentation": SEGMENTATION}
 
 
 def ai_explanation(*, result: AIResult | None) -> AIExplanation:
     """The words for `result`'s overlay, from the card of the model version that
-    produced it: a lesion-feature model draws the candidate lesions it measured, a
-    CNN a Grad-CAM heatmap."""
+    produced it: a segmenting model outlines the lesion, a lesion-feature model draws
+    the candidate lesions it measured, a CNN a Grad-CAM heatmap."""
     card = result.model_version.card if result is not None else {}
-    extra = card.get("extra") if isinstance(card, dict) else None
-    if not isinstance(extra, dict):
-        return GRAD_CAM
-    base = LESION_MAP if extra.get("explanation") == "lesion_map" else GRAD_CAM
+    extra = findings.card_extra(card)
+    base = _EXPLANATIONS.get(extra.get("explanation"), GRAD_CAM)
     return replace(
         base,
+        caption=base.caption.format(level=ml_adapter.contour_level(card)),
         looks_for=str(extra.get("looks_for") or ""),
         cannot_exclude=str(extra.get("cannot_exclude") or ""),
     )
+
+
+def viewer_start_slice(*, slices: list[Slice], result: AIResult | None) -> int:
+    """Where the viewer opens: the most suspicious slice the model read (a brain
+    slice, never the vertex or the neck, which it does not read), else the first it
+    named, else the middle of the study."""
+    read = [s for s in slices if s.probability is not None]
+    if read:
+        return max(read, key=lambda s: s.probability).index
+    if result is not None and result.suspicious_slices:
+        return int(result.suspicious_slices[0])
+    return len(slices) // 2
+
+
+def result_words(*, study: Study, result: AIResult | None) -> dict:
+    """How the study page words its AI finding: the headline and caveat of the
+    result, or why the model declined the study; and the demo mark."""
+    words = None
+    if result is not None:
+        words = findings.finding_words(
+            card=result.model_version.card,
+            label=result.label,
+            stroke_type=result.stroke_type,
+            volume_ml=result.volume_ml,
+        )
+    outside = (
+        findings.outside_scope_words(study.outside_scope_reason)
+        if study.outside_scope_reason and result is None
+        else ""
+    )
+    demo = result.model_version.is_demo if result else study.ai_demo_model
+    return {
+        "finding": words,
+        "outside_scope": outside,
+        "demo": demo,
+        "demo_mark": findings.DEMO,
+        "outside_mark": findings.OUTSIDE_SCOPE,
+    }

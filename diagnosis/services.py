@@ -27,7 +27,7 @@ from feedback import selectors as model_selectors
 from feedback import services as feedback_services
 from reports import services as report_services
 
-from . import ml_adapter, storage
+from . import findings, ml_adapter, storage
 from .models import (
     AIResult,
     Label,
@@ -470,25 +470,30 @@ def _check_all_slices_read(study: Study, load_result) -> None:
     )
 
 
-def _write_derived(study_id: int, token: str, volume: np.ndarray, analysis) -> dict:
-    """Volume for the viewer and heatmap PNGs, named by claim so that a worker that
-    lost its claim never overwrites the winner's files."""
+def _write_derived(
+    study_id: int, token: str, volume: np.ndarray, analysis, card: dict
+) -> dict:
+    """Volume for the viewer and overlay PNGs (heatmaps or lesion outlines, as the
+    model card says), named by claim so that a worker that lost its claim never
+    overwrites the winner's files. A slice with nothing to outline gets none."""
     folder = storage.study_dir(study_id)
     (folder / "heatmaps").mkdir(parents=True, exist_ok=True)
     partial = folder / f"volume-{token}.npy"
     np.save(partial, volume.astype(np.float32))
     names = {}
-    for index, heatmap in analysis.heatmaps.items():
+    for index, heatmap in (analysis.heatmaps if analysis else {}).items():
+        png = ml_adapter.overlay_png(heatmap, card=card)
+        if png is None:
+            continue
         name = f"{index:04d}-{token[:8]}.png"
-        storage.heatmap_path(study_id, name).write_bytes(
-            ml_adapter.heatmap_png(heatmap)
-        )
+        storage.heatmap_path(study_id, name).write_bytes(png)
         names[int(index)] = name
     return {"volume": partial, "heatmaps": names}
 
 
 def _results_store(*, study, model, token, analysis, loaded) -> str:
-    derived = _write_derived(study.pk, token, loaded.volume, analysis)
+    derived = _write_derived(study.pk, token, loaded.volume, analysis, model.card)
+    stroke_type = analysis.stroke_type if analysis.label == Label.STROKE else ""
     now = timezone.now()
     with transaction.atomic():
         won = Study.objects.filter(
@@ -500,10 +505,11 @@ def _results_store(*, study, model, token, analysis, loaded) -> str:
                 default=Value(WorklistBucket.TO_REVIEW),
             ),
             ai_label=analysis.label,
-            ai_stroke_type=analysis.stroke_type
-            if analysis.label == Label.STROKE
-            else "",
+            ai_stroke_type=stroke_type,
             ai_confidence=analysis.confidence,
+            ai_finding=findings.card_finding(model.card),
+            ai_volume_ml=analysis.volume_ml,
+            ai_demo_model=model.is_demo,
             ready_at=now,
             heartbeat_at=now,
             progress_done=study.slice_count,
@@ -523,12 +529,13 @@ def _results_store(*, study, model, token, analysis, loaded) -> str:
             study=study,
             model_version=model,
             label=analysis.label,
-            stroke_type=analysis.stroke_type if analysis.label == Label.STROKE else "",
+            stroke_type=stroke_type,
             probability=analysis.probability,
             confidence=analysis.confidence,
             threshold=analysis.threshold,
             type_probabilities=analysis.type_probabilities,
             suspicious_slices=analysis.suspicious_slices,
+            volume_ml=analysis.volume_ml,
             timings=analysis.timings,
         )
         _slices_update(study, analysis, derived["heatmaps"])

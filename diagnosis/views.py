@@ -146,7 +146,13 @@ def _worklist_rows(studies) -> list[dict]:
                 "url": reverse("diagnosis:study-detail", args=[row["pk"]]),
                 "sex": Sex(row["patient_sex"]).label if row["patient_sex"] else "",
                 "ai_badge": ai_badge(
-                    row["ai_label"], row["ai_stroke_type"], row["ai_confidence"]
+                    row["ai_label"],
+                    row["ai_stroke_type"],
+                    row["ai_confidence"],
+                    finding=row["ai_finding"],
+                    volume_ml=row["ai_volume_ml"],
+                    demo=row["ai_demo_model"],
+                    outside_scope=row["outside_scope_reason"],
                 ),
                 "status_badge": status_badge(status, StudyStatus(status).label),
                 "waiting": waiting(row["created_at"]),
@@ -206,6 +212,8 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "feedback_cases": study.feedback_cases.order_by("-created_at"),
             "results": selectors.study_results(study=study),
             "explanation": selectors.ai_explanation(result=result),
+            "words": selectors.result_words(study=study, result=result),
+            "start_slice": selectors.viewer_start_slice(slices=slices, result=result),
             "review_form": ReviewForm(initial=initial),
             "can_review": request.user.role in (Role.RADIOLOGIST, Role.ADMIN),
             "windows": ml_adapter.VIEWER_WINDOWS,

@@ -2,6 +2,8 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
+from diagnosis import findings
+
 register = template.Library()
 
 _STATUS = {
@@ -26,15 +28,42 @@ BORDERLINE_CONFIDENCE = 0.6
 
 
 @register.simple_tag
-def ai_badge(label: str | None, stroke_type: str | None, confidence: float | None):
-    if not label:
-        return format_html('<span class="text-body-secondary">—</span>')
-    if label == "stroke":
-        kind = f" ({stroke_type})" if stroke_type else ""
-        text = f"Suspected stroke{kind}"
-        colour = "danger"
+def ai_badge(
+    label: str | None,
+    stroke_type: str | None,
+    confidence: float | None,
+    finding: str = "",
+    volume_ml: float | None = None,
+    demo: bool = False,
+    outside_scope: str = "",
+):
+    """The AI finding in a list or on the study page, worded by diagnosis.findings;
+    `demo` adds the demo-model marker, `outside_scope` (the model's reason) replaces
+    the finding for a study the model declined."""
+    if outside_scope:
+        badge = format_html(
+            '<span class="badge text-bg-secondary" data-ai-label="outside-scope">'
+            "{}</span>"
+            '<div class="small text-body-secondary">{}</div>',
+            findings.OUTSIDE_SCOPE.label,
+            outside_scope,
+        )
+    elif not label:
+        badge = format_html('<span class="text-body-secondary">—</span>')
     else:
-        text, colour = "No stroke suspected", "success"
+        badge = _finding_badge(label, stroke_type, confidence, finding, volume_ml)
+    return format_html("{}{}", badge, demo_badge() if demo else "")
+
+
+def _finding_badge(label, stroke_type, confidence, finding, volume_ml) -> str:
+    words = findings.finding_words(
+        card=None,
+        label=label,
+        stroke_type=stroke_type or "",
+        volume_ml=volume_ml,
+        finding=finding or "",
+    )
+    colour = "danger" if words.positive else "success"
     pct = f" · {confidence * 100:.0f}%" if confidence is not None else ""
     if confidence is not None and confidence < BORDERLINE_CONFIDENCE:
         colour, pct = "warning", f"{pct} · borderline"
@@ -42,8 +71,17 @@ def ai_badge(label: str | None, stroke_type: str | None, confidence: float | Non
         '<span class="badge text-bg-{}" data-ai-label="{}">{}{}</span>',
         colour,
         label,
-        text,
+        words.headline,
         pct,
+    )
+
+
+@register.simple_tag
+def demo_badge() -> str:
+    return format_html(
+        ' <span class="badge text-bg-warning" data-testid="demo-model" title="{}">'
+        "demo model</span>",
+        findings.DEMO.explanation,
     )
 
 
