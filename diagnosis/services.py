@@ -344,6 +344,7 @@ def study_claim(*, study_id: int, token: str) -> bool:
             attempts=F("attempts") + 1,
             progress_done=0,
             error_message="",
+            outside_scope_reason="",
         )
     )
 
@@ -374,6 +375,11 @@ def _stored_paths(study: Study) -> tuple[list[Path], dict[str, str]]:
     return paths, names
 
 
+#: A study the model declined (not a head CT) is still read, but after every study
+#: the AI did read: nothing the model said makes it urgent.
+OUTSIDE_SCOPE_PRIORITY = -1.0
+
+
 def study_priority(*, label: str, probability: float, stroke_type: str) -> float:
     """Worklist order: suspected strokes above everything else, the surer first;
     a suspected bleed above a suspected infarct at equal probability."""
@@ -399,8 +405,14 @@ def study_process(*, study_id: int) -> str:
             "administrator must activate one; then reprocess the study.",
         )
         return ProcessOutcome.FAILED
+    loaded = None
     try:
-        analysis, loaded = _analyse(study, model, token)
+        loaded = _read(study, token)
+        analysis = _predict(study, model, token, loaded)
+    except ml_adapter.OutsideModelScope as exc:
+        return _outside_scope_store(
+            study=study, model=model, token=token, loaded=loaded, reason=str(exc)
+        )
     except (ml_adapter.StudyLoadError, ValueError, OSError) as exc:
         _fail(study_id, token, f"The study could not be analysed: {exc}")
         return ProcessOutcome.FAILED
@@ -434,12 +446,16 @@ def _why_not_claimed(study_id: int) -> str:
     return ProcessOutcome.SKIPPED
 
 
-def _analyse(study: Study, model, token: str):
+def _read(study: Study, token: str):
     paths, names = _stored_paths(study)
     load_result = ml_adapter.read_upload(paths, names=names)
     _check_all_slices_read(study, load_result)
+    _heartbeat(study.pk, token, 0, len(load_result.slices))
+    return load_result
+
+
+def _predict(study: Study, model, token: str, load_result):
     total = len(load_result.slices)
-    _heartbeat(study.pk, token, 0, total)
     analysis = ml_adapter.analyse(
         load_result=load_result,
         model_path=model.path,
@@ -451,7 +467,7 @@ def _analyse(study: Study, model, token: str):
         raise ValueError(
             f"the model scored {len(analysis.slice_probabilities)} slices of {total}"
         )
-    return analysis, load_result
+    return analysis
 
 
 def _check_all_slices_read(study: Study, load_result) -> None:
@@ -541,6 +557,49 @@ def _results_store(*, study, model, token, analysis, loaded) -> str:
         _slices_update(study, analysis, derived["heatmaps"])
         report_services.report_enqueue(study_id=study.pk)
     derived["volume"].replace(storage.volume_path(study.pk))
+    return ProcessOutcome.DONE
+
+
+def _outside_scope_store(*, study, model, token, loaded, reason: str) -> str:
+    """The model declined the study (not what it was made for): the study is ready to
+    read without AI support, says why, and waits below every study the AI read. No
+    AI result is recorded, so no probability is shown and none is exported."""
+    derived = (
+        _write_derived(study.pk, token, loaded.volume, None, model.card)
+        if loaded is not None
+        else None
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        won = Study.objects.filter(
+            pk=study.pk, status=StudyStatus.PROCESSING, claim_token=token
+        ).update(
+            status=StudyStatus.READY,
+            bucket=Case(
+                When(reviewed=True, then=Value(WorklistBucket.DONE)),
+                default=Value(WorklistBucket.TO_REVIEW),
+            ),
+            ai_label="",
+            ai_stroke_type="",
+            ai_confidence=None,
+            ai_finding="",
+            ai_volume_ml=None,
+            ai_demo_model=model.is_demo,
+            outside_scope_reason=reason[:2000],
+            ready_at=now,
+            heartbeat_at=now,
+            progress_done=study.slice_count,
+            units=loaded.metadata.units if loaded is not None else study.units,
+            priority=OUTSIDE_SCOPE_PRIORITY,
+        )
+        if not won:
+            transaction.set_rollback(True)
+            return ProcessOutcome.SKIPPED
+        AIResult.objects.filter(study=study, is_current=True).update(is_current=False)
+        study.slices.update(probability=None, heatmap_name="")
+        report_services.report_enqueue(study_id=study.pk)
+    if derived is not None:
+        derived["volume"].replace(storage.volume_path(study.pk))
     return ProcessOutcome.DONE
 
 
