@@ -76,6 +76,17 @@ def _finding_badge(label, stroke_type, confidence, finding, volume_ml) -> str:
     )
 
 
+@register.filter
+def finding_headline(result) -> str:
+    """An AIResult's finding as its model card words it."""
+    return findings.finding_words(
+        card=result.model_version.card,
+        label=result.label,
+        stroke_type=result.stroke_type,
+        volume_ml=result.volume_ml,
+    ).headline
+
+
 @register.simple_tag
 def demo_badge() -> str:
     return format_html(

@@ -130,6 +130,22 @@ def test_negative_hemorrhage_result_says_it_does_not_exclude_ischemia(
     assert "No stroke suspected" not in listing
 
 
+def test_result_history_words_each_result_as_its_model_did(
+    hemorrhage_model, analysed, admin, as_radiologist, stub_analysis
+):
+    from diagnosis import services
+
+    study = analysed(bleed_analysis())
+    stub_analysis.next = bleed_analysis(label="normal", probability=0.2)
+    services.study_reprocess(study=study, by=admin)
+    study_process_task.apply(args=[study.pk])
+
+    page = text(page_of(as_radiologist, study))
+    history = page[page.index("History") :]
+    assert "Suspected intracranial hemorrhage · 12 mL 93% (replaced)" in history
+    assert "No hemorrhage detected 20%" in history
+
+
 def test_segmenting_model_outlines_the_lesion_on_the_slices_that_have_one(
     hemorrhage_model, analysed, as_radiologist
 ):
