@@ -7,15 +7,20 @@ from stroke_portal.models import BaseModel
 
 class Report(BaseModel):
     """One rendering of a study's PDF report, for one state of the study: its AI
-    result and its review (none before a radiologist has read it). A new result or
-    review makes a new report; earlier ones stay on disk as what was handed out."""
+    result (none when the model declined a study outside what it was made for) and
+    its review (none before a radiologist has read it). A new result or review makes
+    a new report; earlier ones stay on disk as what was handed out."""
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     study = models.ForeignKey(
         "diagnosis.Study", on_delete=models.CASCADE, related_name="reports"
     )
     ai_result = models.ForeignKey(
-        "diagnosis.AIResult", on_delete=models.CASCADE, related_name="reports"
+        "diagnosis.AIResult",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="reports",
     )
     review = models.ForeignKey(
         "diagnosis.Review",
@@ -41,6 +46,17 @@ class Report(BaseModel):
                 fields=["ai_result"],
                 condition=models.Q(review__isnull=True),
                 name="one_unreviewed_report_per_result",
+            ),
+            # Without a result the study itself names the state.
+            models.UniqueConstraint(
+                fields=["study", "review"],
+                condition=models.Q(ai_result__isnull=True, review__isnull=False),
+                name="one_report_per_review_without_result",
+            ),
+            models.UniqueConstraint(
+                fields=["study"],
+                condition=models.Q(ai_result__isnull=True, review__isnull=True),
+                name="one_unreviewed_report_without_result",
             ),
         ]
 
