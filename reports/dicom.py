@@ -1,6 +1,6 @@
 """DICOM export, filed into the study's own StudyInstanceUID so a PACS shows it beside
 the original images: the PDF report as Encapsulated PDF (one series) and the key
-slices with their heatmap as Secondary Capture images (another series).
+slices with the model's map as Secondary Capture images (another series).
 
 Patient and study attributes are copied from an uploaded file of the study when there
 is one, so the PACS matches them to the original series exactly; otherwise they come
@@ -25,7 +25,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import EncapsulatedPDFStorage
 
 from diagnosis import storage
+from diagnosis.findings import DEMO
 
+from . import images
 from .selectors import ReportContent
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ _COPIED = (
     "ReferringPhysicianName",
 )
 _DIRECTIONS = {0: ("L", "R"), 1: ("P", "A"), 2: ("H", "F")}
+#: Burned into a demo model's key images, where a PACS reader looks.
+DEMO_BANNER = f"{DEMO.label.upper()} - not for clinical use"
 
 
 _NAMESPACE = uuid.UUID("0d7c1f0e-93a4-4b8e-a1c5-5e0f3b7d2a61")
@@ -115,6 +119,8 @@ def _common(content: ReportContent, header: Dataset | None) -> dict:
     return {
         "study_instance_uid": study_uid(content.study),
         "manufacturer": settings.PORTAL_NAME,
+        # UTF-8: the finding's words have a middle dot and a dash, names accents.
+        "specific_character_set": "ISO_IR 192",
         **_patient_and_study(content, header),
     }
 
@@ -149,9 +155,10 @@ def encapsulated_pdf(
         sop_class_uid=EncapsulatedPDFStorage,
         instance_number=1,
         modality="DOC",
-        series_description="AI stroke report (decision support)",
+        series_description=_demo_prefix(content)
+        + "AI stroke report (decision support)",
         institution_name=settings.INSTITUTION_NAME or None,
-        software_versions=str(content.result.model_version)[:64],
+        software_versions=_model(content)[:64] or None,
         content_date=when.date(),
         content_time=when.time().replace(microsecond=0),
         **_common(content, header),
@@ -159,7 +166,7 @@ def encapsulated_pdf(
     ds.ConversionType = "WSD"  # SC Equipment: made by a workstation
     ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S")
     ds.BurnedInAnnotation = "YES"  # the PDF names the patient
-    ds.DocumentTitle = "AI stroke detection report"
+    ds.DocumentTitle = f"{_demo_prefix(content)}AI stroke detection report"
     ds.ConceptNameCodeSequence = []
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     ds.EncapsulatedDocumentLength = len(pdf)
@@ -168,21 +175,48 @@ def encapsulated_pdf(
     return ds
 
 
+def _model(content: ReportContent) -> str:
+    return str(content.result.model_version) if content.result else ""
+
+
+def _demo_prefix(content: ReportContent) -> str:
+    return f"{DEMO.label.upper()}: " if content.is_demo else ""
+
+
+def _finding_comment(content: ReportContent) -> str:
+    """The AI finding as the PDF words it, for a key image's comments."""
+    demo = f" {DEMO.label}: {DEMO.explanation}" if content.is_demo else ""
+    return f"AI finding: {content.finding_text}.{demo}"
+
+
+def _slice_comment(content: ReportContent, item, layer: str) -> str:
+    total = len(content.probabilities)
+    drawn = f"with AI {layer}" if item.overlay is not None else "no map for this slice"
+    parts = [f"Slice {item.index + 1} of {total}", drawn]
+    if item.probability is not None:
+        parts.append(f"AI probability {item.probability:.2f}")
+    parts.append(_model(content))
+    return ", ".join(parts) + "."
+
+
 def key_images(
     content: ReportContent,
     *,
     report_uid: uuid.UUID,
     header: Dataset | None = None,
 ) -> list[Dataset]:
-    """The key slices with their heatmap blended in, as Secondary Capture images in a
-    new series of the study. Slices without a heatmap are exported as they are."""
+    """The key slices with the model's map (heatmap or lesion outline) burned in, as
+    Secondary Capture images in a new series of the study. Slices without a map are
+    exported as they are; a demo model's carry a burned-in banner saying so."""
     common = _common(content, header)
     series_uid = _uid(report_uid, "key-image-series")
-    total = len(content.probabilities)
-    model = str(content.result.model_version)
+    layer = content.explanation.layer.lower()
+    finding = _finding_comment(content)
     out = []
     for number, item in enumerate(content.key_slices, start=1):
         pixels = item.overlay if item.overlay is not None else item.ct
+        if content.is_demo:
+            pixels = images.with_banner(pixels, DEMO_BANNER)
         ds = hd.sc.SCImage(
             pixel_array=np.ascontiguousarray(pixels),
             photometric_interpretation="RGB",
@@ -195,14 +229,14 @@ def key_images(
             instance_number=number,
             **common,
         )
-        ds.SeriesDescription = "AI heatmap key slices (decision support)"
-        probability = "" if item.probability is None else f"{item.probability:.2f}"
-        heatmap = "with AI heatmap" if item.overlay is not None else "no heatmap"
+        ds.SeriesDescription = (
+            f"{_demo_prefix(content)}AI {layer} key slices (decision support)"
+        )[:64]
         ds.ImageComments = (
-            f"Slice {item.index + 1} of {total}, {heatmap}, AI probability "
-            f"{probability}, {model}. Decision support, not a diagnosis."
+            f"{_slice_comment(content, item, layer)} {finding} "
+            "Decision support, not a diagnosis."
         )[:10240]
-        ds.BurnedInAnnotation = "NO"
+        ds.BurnedInAnnotation = "NO"  # no text that names the patient
         out.append(ds)
     return out
 

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 from fhir.resources.R4B.bundle import Bundle
 
+from diagnosis.findings import DEMO, HEMORRHAGE
 from diagnosis.models import Label, StrokeType
 
 from . import selectors
@@ -36,6 +37,9 @@ FINDING_CODES = {
     (Label.STROKE, StrokeType.ISCHEMIC): ("422504002", "Ischemic stroke"),
     (Label.STROKE, StrokeType.HEMORRHAGIC): ("274100004", "Cerebral hemorrhage"),
 }
+INTRACRANIAL_HEMORRHAGE = ("1386000", "Intracranial hemorrhage")
+DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+DEMO_EXTENSION = "urn:stroke-portal:extension:demo-model"
 GENDERS = {"F": "female", "M": "male", "O": "other"}
 
 
@@ -67,6 +71,42 @@ def _finding_text(label: str, stroke_type: str) -> str:
     return f"Stroke ({stroke_type})" if stroke_type else "Stroke"
 
 
+def _ai_finding(content: ReportContent) -> dict:
+    """The AI's finding in its card's words. A hemorrhage model's positive call is an
+    intracranial hemorrhage, not a stroke; its negative call excludes no stroke, so
+    it gets no SNOMED code that would say "no abnormality"."""
+    result, words, text = content.result, content.words, content.finding_text
+    if words.finding != HEMORRHAGE:
+        return _finding(result.label, result.stroke_type, text)
+    if words.positive:
+        code, display = INTRACRANIAL_HEMORRHAGE
+        return {
+            "coding": [{"system": SNOMED, "code": code, "display": display}],
+            "text": text,
+        }
+    return {
+        "coding": [
+            {"system": PORTAL_CODES, "code": "no-hemorrhage-detected", "display": text}
+        ],
+        "text": text,
+    }
+
+
+def _volume(volume_ml: float) -> dict:
+    return {
+        "code": {
+            "coding": [{"system": PORTAL_CODES, "code": "lesion-volume"}],
+            "text": "Lesion volume (AI estimate)",
+        },
+        "valueQuantity": {
+            "value": round(float(volume_ml), 1),
+            "unit": "mL",
+            "system": UCUM,
+            "code": "mL",
+        },
+    }
+
+
 def _fraction(code: str, text: str, value: float) -> dict:
     return {
         "code": {"coding": [{"system": PORTAL_CODES, "code": code}], "text": text},
@@ -93,7 +133,7 @@ def _patient(study) -> dict:
 
 
 def _device(model) -> dict:
-    return {
+    device = {
         "resourceType": "Device",
         "id": _uuid("model", model.pk),
         "deviceName": [{"name": model.name, "type": "model-name"}],
@@ -102,6 +142,9 @@ def _device(model) -> dict:
             "text": "AI stroke detection model" + (" (demo)" if model.is_demo else "")
         },
     }
+    if model.is_demo:
+        device["note"] = [{"text": DEMO.explanation}]
+    return device
 
 
 def _imaging_study(study, patient: dict) -> dict | None:
@@ -120,22 +163,23 @@ def _imaging_study(study, patient: dict) -> dict | None:
     }
 
 
-def _ai_observation(result, patient, device, imaging) -> dict:
-    components = [
-        _fraction(
-            "stroke-probability", "Calibrated stroke probability", result.probability
-        ),
-        _fraction(
-            "confidence", "Calibrated confidence in the finding", result.confidence
-        ),
-        _fraction("threshold", "Decision threshold", result.threshold),
-    ]
-    for name, value in sorted((result.type_probabilities or {}).items()):
-        components.append(_fraction(f"type-{name}", f"Probability: {name}", value))
-    text = _finding_text(result.label, result.stroke_type)
+def _ai_when(content: ReportContent) -> datetime:
+    """When the AI spoke: its result, or the study's end for one it declined."""
+    if content.result is not None:
+        return content.result.created_at
+    return content.study.ready_at or content.study.created_at
+
+
+def _ai_observation(content: ReportContent, patient, device, imaging) -> dict:
+    """The AI finding; for a study the model declined (outside what it was made
+    for) no value and no probability, only the reason."""
+    result, study = content.result, content.study
+    when = _ai_when(content)
     observation = {
         "resourceType": "Observation",
-        "id": _uuid("ai-result", result.pk),
+        "id": _uuid("ai-result", result.pk)
+        if result
+        else _uuid("outside-scope", study.pk),
         "status": "preliminary",
         "category": [_imaging_category()],
         "code": {
@@ -143,16 +187,51 @@ def _ai_observation(result, patient, device, imaging) -> dict:
             "text": "AI stroke detection (decision support)",
         },
         "subject": _ref(patient),
-        "effectiveDateTime": _when(result.created_at),
-        "issued": _when(result.created_at),
-        "valueCodeableConcept": _finding(result.label, result.stroke_type, text),
+        "effectiveDateTime": _when(when),
+        "issued": _when(when),
         "method": {"text": "Deep learning on head imaging; decision support only"},
-        "device": _ref(device),
-        "component": components,
     }
+    if result is None:
+        observation["dataAbsentReason"] = {
+            "coding": [{"system": DATA_ABSENT, "code": "not-applicable"}],
+            "text": content.outside_scope,
+        }
+    else:
+        observation["device"] = {**_ref(device), "display": str(result.model_version)}
+        observation["valueCodeableConcept"] = _ai_finding(content)
+        observation["component"] = _ai_components(content)
+    if content.is_demo:
+        observation["extension"] = [{"url": DEMO_EXTENSION, "valueBoolean": True}]
+        observation["note"] = [{"text": DEMO.explanation}]
     if imaging:
         observation["derivedFrom"] = [_ref(imaging)]
     return observation
+
+
+def _ai_components(content: ReportContent) -> list[dict]:
+    result = content.result
+    positive = content.positive_title
+    probability_code = (
+        "hemorrhage-probability"
+        if content.words.finding == HEMORRHAGE
+        else "stroke-probability"
+    )
+    components = [
+        _fraction(
+            probability_code,
+            f"Calibrated probability: {positive[:1].lower()}{positive[1:]}",
+            result.probability,
+        ),
+        _fraction(
+            "confidence", "Calibrated confidence in the finding", result.confidence
+        ),
+        _fraction("threshold", "Decision threshold", result.threshold),
+    ]
+    if content.volume_ml is not None:
+        components.append(_volume(content.volume_ml))
+    for name, value in sorted((result.type_probabilities or {}).items()):
+        components.append(_fraction(f"type-{name}", f"Probability: {name}", value))
+    return components
 
 
 def _review_observation(review, patient, ai_observation, *, on_this_result) -> dict:
@@ -206,10 +285,16 @@ def _person(user) -> str:
 
 def _conclusion(content: ReportContent) -> str:
     result, review = content.result, content.review
-    ai = (
-        f"AI: {_finding_text(result.label, result.stroke_type).lower()}, "
-        f"confidence {result.confidence:.0%} ({result.model_version}). "
-    )
+    if result is None:
+        ai = f"AI: {content.outside_scope}. "
+    else:
+        finding = content.finding_text
+        ai = (
+            f"AI: {finding[:1].lower()}{finding[1:]}, "
+            f"confidence {result.confidence:.0%} ({result.model_version}). "
+        )
+    if content.is_demo:
+        ai += f"{DEMO.explanation} "
     if review is None:
         return (
             ai + "Not yet reviewed by a radiologist. Decision support, not a diagnosis."
@@ -218,21 +303,28 @@ def _conclusion(content: ReportContent) -> str:
     return ai + f"Radiologist ({_person(review.reviewer)}): {reading}."
 
 
+def _conclusion_code(content: ReportContent) -> list[dict]:
+    review = content.review
+    if review is not None:
+        text = _finding_text(review.final_label, review.stroke_type)
+        return [_finding(review.final_label, review.stroke_type, text)]
+    return [] if content.result is None else [_ai_finding(content)]
+
+
 def report_bundle(content: ReportContent, *, pdf_url: str = "") -> Bundle:
     """The study's report as a validated FHIR Bundle (collection)."""
     study, result, review = content.study, content.result, content.review
     patient = _patient(study)
-    device = _device(result.model_version)
+    device = _device(result.model_version) if result else None
     imaging = _imaging_study(study, patient)
-    ai = _ai_observation(result, patient, device, imaging)
+    ai = _ai_observation(content, patient, device, imaging)
     observations = [ai]
     if review is not None:
+        on_this_result = result is not None and review.ai_result_id == result.pk
         observations.append(
-            _review_observation(
-                review, patient, ai, on_this_result=review.ai_result_id == result.pk
-            )
+            _review_observation(review, patient, ai, on_this_result=on_this_result)
         )
-    state = (result.pk, review.pk if review else 0)
+    state = (result.pk if result else 0, review.pk if review else 0)
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": _uuid("report", study.pk, *state),
@@ -263,19 +355,10 @@ def report_bundle(content: ReportContent, *, pdf_url: str = "") -> Bundle:
         },
         "subject": _ref(patient),
         "effectiveDateTime": _when(study.created_at),
-        "issued": _when(review.created_at if review else result.created_at),
+        "issued": _when(review.created_at if review else _ai_when(content)),
         "result": [_ref(o) for o in observations],
         "conclusion": _conclusion(content),
-        "conclusionCode": [
-            _finding(
-                review.final_label if review else result.label,
-                review.stroke_type if review else result.stroke_type,
-                _finding_text(
-                    review.final_label if review else result.label,
-                    review.stroke_type if review else result.stroke_type,
-                ),
-            )
-        ],
+        "conclusionCode": _conclusion_code(content) or None,
     }
     if settings.INSTITUTION_NAME:
         report["performer"] = [{"display": settings.INSTITUTION_NAME}]
@@ -287,9 +370,7 @@ def report_bundle(content: ReportContent, *, pdf_url: str = "") -> Bundle:
         report["presentedForm"] = [
             {"contentType": "application/pdf", "url": pdf_url, "title": "PDF report"}
         ]
-    resources = [report, *observations, patient, device] + (
-        [imaging] if imaging else []
-    )
+    resources = [report, *observations, patient, device, imaging]
     return Bundle.model_validate(
         {
             "resourceType": "Bundle",
@@ -299,6 +380,7 @@ def report_bundle(content: ReportContent, *, pdf_url: str = "") -> Bundle:
             "entry": [
                 {"fullUrl": f"urn:uuid:{r['id']}", "resource": _drop_none(r)}
                 for r in resources
+                if r is not None
             ],
         }
     )

@@ -1,4 +1,4 @@
-"""Pictures for reports: key slices with their heatmap overlay, and the per-slice
+"""Pictures for reports: key slices with the model's map over them, and the per-slice
 probability plot. Pure functions of arrays and numbers, so they are cheap to test."""
 
 from __future__ import annotations
@@ -15,12 +15,16 @@ from PIL import Image
 MIN_SIDE = 256
 MAX_SIDE = 512
 OVERLAY_OPACITY = 0.55
+BANNER_FILL = (0xB3, 0x5C, 0x00)  # the reports' amber for "read with care"
+# An overlay whose most opaque pixel is fainter than this shows nothing on paper.
+MIN_VISIBLE_ALPHA = 8
 
 
 @dataclass(frozen=True)
 class KeySlice:
     """One key slice: `ct` is the windowed slice as RGB uint8 (H, W, 3); `overlay` is
-    the same with the heatmap blended in, or None when the slice has no heatmap."""
+    the same with the model's map (heatmap or lesion outline) drawn over it, or None
+    when the slice has no map."""
 
     index: int
     probability: float | None
@@ -61,23 +65,46 @@ def _report_size(shape: tuple[int, int]) -> tuple[int, int]:
 
 
 def key_slice_images(
-    grey_png: bytes, heatmap_png: bytes | None
+    grey_png: bytes, overlay_png: bytes | None, *, outline: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The CT slice (8-bit grey PNG) and, given the heatmap's RGBA PNG, the slice
-    with the heatmap blended over it at OVERLAY_OPACITY, both RGB uint8 at report
-    size."""
+    """The CT slice (8-bit grey PNG) and, given the overlay's RGBA PNG, the slice
+    with the overlay over it, both RGB uint8 at report size. A heatmap is blended at
+    OVERLAY_OPACITY; a lesion outline (`outline`) is drawn as it is, at its own
+    opacity and without blurring its lines. An overlay with nothing drawn on it
+    gives None, like a slice without one, so no plain copy of the slice passes for
+    a map."""
     grey = Image.open(io.BytesIO(grey_png)).convert("L")
     size = _report_size((grey.height, grey.width))
     ct = grey.resize(size, Image.Resampling.LANCZOS).convert("RGB")
-    if heatmap_png is None:
+    if overlay_png is None:
         return np.asarray(ct), None
-    heat = Image.open(io.BytesIO(heatmap_png)).convert("RGBA")
-    heat = heat.resize(size, Image.Resampling.BILINEAR)
-    rgba = np.asarray(heat, dtype=np.float32) / 255.0
-    alpha = rgba[..., 3:] * OVERLAY_OPACITY
+    drawing = Image.open(io.BytesIO(overlay_png)).convert("RGBA")
+    if drawing.getextrema()[3][1] < MIN_VISIBLE_ALPHA:
+        return np.asarray(ct), None
+    upscaling = size[0] >= drawing.width
+    resample = (
+        Image.Resampling.NEAREST if outline and upscaling else Image.Resampling.BILINEAR
+    )
+    rgba = np.asarray(drawing.resize(size, resample), dtype=np.float32) / 255.0
+    alpha = rgba[..., 3:] * (1.0 if outline else OVERLAY_OPACITY)
     base = np.asarray(ct, dtype=np.float32) / 255.0
     blended = base * (1.0 - alpha) + rgba[..., :3] * alpha
     return np.asarray(ct), (blended * 255.0 + 0.5).astype(np.uint8)
+
+
+def with_banner(rgb: np.ndarray, text: str) -> np.ndarray:
+    """`rgb` (H, W, 3) uint8 with `text` burned into a strip across its top, for
+    marks that must travel with the pixels (a PACS shows a Secondary Capture's
+    pixels, rarely its comments)."""
+    from PIL import ImageDraw, ImageFont
+
+    image = Image.fromarray(np.ascontiguousarray(rgb))
+    size = max(9, image.width // 28)
+    font = ImageFont.load_default(size=size)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, image.width, round(size * 1.6)), fill=BANNER_FILL)
+    draw.text((size // 2, round(size * 0.3)), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
 
 
 def jpeg_bytes(rgb: np.ndarray) -> bytes:

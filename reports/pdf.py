@@ -12,11 +12,13 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from diagnosis.models import Label
-from diagnosis.selectors import ai_explanation
+from diagnosis.findings import DEMO, OUTSIDE_SCOPE
 
 from . import images
 from .selectors import ReportContent
+
+#: The report's demo marker: the card words' label, and what it means for a reader.
+DEMO_MARKER = f"{DEMO.label.upper()} \u2014 not for clinical use"
 
 
 def data_uri(data: bytes, mime: str) -> str:
@@ -54,6 +56,31 @@ def _figures(content: ReportContent) -> list[dict]:
     ]
 
 
+def _result_numbers(result) -> dict:
+    """The AI result's numbers, as the report prints them."""
+    return {
+        "confidence": _percent(result.confidence),
+        "probability": _percent(result.probability),
+        # In the probability's own unit, so 49.6 % below a 49.7 % threshold reads so.
+        "threshold": _percent(result.threshold),
+        "type_probabilities": [
+            (name, _percent(p))
+            for name, p in sorted(
+                (result.type_probabilities or {}).items(), key=lambda kv: -kv[1]
+            )
+        ],
+    }
+
+
+def _plot_uri(content: ReportContent) -> str:
+    plot = images.probability_plot_svg(
+        content.probabilities,
+        threshold=content.result.threshold,
+        highlight=[k.index for k in content.key_slices],
+    )
+    return data_uri(plot.encode(), "image/svg+xml")
+
+
 def report_html(
     content: ReportContent,
     *,
@@ -62,11 +89,6 @@ def report_html(
     logo: Path | None = None,
 ) -> str:
     result, review = content.result, content.review
-    plot = images.probability_plot_svg(
-        content.probabilities,
-        threshold=result.threshold,
-        highlight=[k.index for k in content.key_slices],
-    )
     context = {
         "institution_name": settings.INSTITUTION_NAME,
         "portal_name": settings.PORTAL_NAME,
@@ -74,24 +96,22 @@ def report_html(
         "study": content.study,
         "uploaded_by": _person(content.study.uploaded_by),
         "result": result,
-        "is_stroke": result.label == Label.STROKE,
-        "confidence": _percent(result.confidence),
-        "probability": _percent(result.probability),
-        # In the probability's own unit, so 49.6 % below a 49.7 % threshold reads so.
-        "threshold": _percent(result.threshold),
-        "model": result.model_version,
-        "explanation": ai_explanation(result=result),
-        "type_probabilities": [
-            (name, _percent(p))
-            for name, p in sorted(
-                (result.type_probabilities or {}).items(), key=lambda kv: -kv[1]
-            )
-        ],
+        "words": content.words,
+        "outside_scope": content.outside_scope,
+        "outside_scope_explanation": OUTSIDE_SCOPE.explanation,
+        "positive_title": content.positive_title,
+        "model": result.model_version if result else None,
+        "demo_marker": DEMO_MARKER if content.is_demo else "",
+        "demo_explanation": DEMO.explanation,
+        "explanation": content.explanation,
         "review": review,
         "reviewer": _person(review.reviewer) if review else "",
-        "review_on_older_result": bool(review and review.ai_result_id != result.pk),
+        "review_on_older_result": bool(
+            review and review.ai_result_id != (result.pk if result else None)
+        ),
         "figures": _figures(content),
-        "plot": data_uri(plot.encode(), "image/svg+xml"),
+        "plot": "" if result is None else _plot_uri(content),
+        **(_result_numbers(result) if result else {}),
         "reference": reference,
         "generated_at": timezone.localtime(generated_at),
     }

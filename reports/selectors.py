@@ -11,7 +11,14 @@ import numpy as np
 from django.conf import settings
 
 from diagnosis import ml_adapter, storage
+from diagnosis.findings import (
+    FindingWords,
+    card_extra,
+    finding_words,
+    outside_scope_words,
+)
 from diagnosis.models import AIResult, Review, Study, StudyStatus
+from diagnosis.selectors import AIExplanation, ai_explanation
 
 from . import images
 from .models import Report
@@ -27,16 +34,65 @@ class ReportUnavailable(Exception):
 
 @dataclass
 class ReportContent:
+    """What every report format says about one state of a study.
+
+    `result` is None, and `outside_scope` says why in the words every page uses,
+    when the model declined a study that is not what it was made for: then there is
+    no finding and no probability to report. Otherwise `words` is the AI finding as
+    the model's card names it.
+    """
+
     study: Study
-    result: AIResult
+    result: AIResult | None
     review: Review | None
     probabilities: list[float | None]
+    words: FindingWords | None
+    explanation: AIExplanation
+    outside_scope: str = ""
     key_slices: list[images.KeySlice] = field(default_factory=list)
 
+    @property
+    def is_demo(self) -> bool:
+        if self.result is None:
+            return self.study.ai_demo_model
+        return self.result.model_version.is_demo
 
-def report_state(*, study: Study) -> tuple[AIResult, Review | None]:
-    """The study's current AI result and review: what a report must show. Raises
-    ReportUnavailable when the study is not ready or has no result."""
+    @property
+    def volume_ml(self) -> float | None:
+        return self.result.volume_ml if self.result is not None else None
+
+    @property
+    def finding_text(self) -> str:
+        """The finding in one line: "No hemorrhage detected — this does not exclude
+        an ischemic stroke", or the outside-scope words when the model declined."""
+        if self.words is None:
+            return self.outside_scope
+        caveat = f" \u2014 {self.words.caveat}" if self.words.caveat else ""
+        return self.words.headline + caveat
+
+    @property
+    def positive_title(self) -> str:
+        """What the model's probability is the probability of, in its card's words
+        ("Suspected intracranial hemorrhage")."""
+        return finding_words(card=self._card, label="stroke").title
+
+    @property
+    def outlines(self) -> bool:
+        """The model draws lesion outlines (a segmenting model), not a heatmap."""
+        return card_extra(self._card).get("explanation") == "segmentation"
+
+    @property
+    def _card(self) -> dict:
+        return self.result.model_version.card if self.result is not None else {}
+
+
+def report_state(*, study: Study) -> tuple[AIResult | None, Review | None]:
+    """The study's current AI result and review: what a report must show. The
+    result is None for a study the model declined as outside what it was made for
+    (it is ready to read without AI). Raises ReportUnavailable when the study is not
+    ready or has no result."""
+    if study.status == StudyStatus.READY and study.outside_scope_reason:
+        return None, study.current_review
     result = study.current_result if study.status == StudyStatus.READY else None
     if result is None:
         raise ReportUnavailable(
@@ -46,7 +102,7 @@ def report_state(*, study: Study) -> tuple[AIResult, Review | None]:
 
 
 def report_cached(
-    *, study: Study, result: AIResult, review: Review | None
+    *, study: Study, result: AIResult | None, review: Review | None
 ) -> Report | None:
     """The rendered report for this state, if its file is still on disk."""
     report = Report.objects.filter(study=study, ai_result=result, review=review).first()
@@ -64,30 +120,50 @@ def report_path(report: Report) -> Path:
 
 
 def report_content(
-    *, study: Study, result: AIResult, review: Review | None, images_too: bool = True
+    *,
+    study: Study,
+    result: AIResult | None,
+    review: Review | None,
+    images_too: bool = True,
 ) -> ReportContent:
     """What a report shows; `images_too=False` skips the key slices' pictures (for
     exports that carry none)."""
     slices = list(study.slices.order_by("index"))
     probabilities = [s.probability for s in slices]
-    heatmaps = {s.index: s.heatmap_name for s in slices if s.heatmap_name}
-    chosen = images.key_slice_indices(
-        suspicious=list(result.suspicious_slices or []),
-        with_heatmap=list(heatmaps),
-        probabilities=probabilities,
-    )
-    return ReportContent(
+    content = ReportContent(
         study=study,
         result=result,
         review=review,
         probabilities=probabilities,
-        key_slices=_key_slices(study, chosen, heatmaps, probabilities)
-        if images_too
-        else [],
+        words=None,
+        explanation=ai_explanation(result=result),
     )
+    if result is None:
+        # The model read nothing, so it picked no key slices either.
+        content.outside_scope = outside_scope_words(study.outside_scope_reason)
+        return content
+    content.words = finding_words(
+        card=result.model_version.card,
+        label=result.label,
+        stroke_type=result.stroke_type,
+        volume_ml=result.volume_ml,
+    )
+    if images_too:
+        heatmaps = {s.index: s.heatmap_name for s in slices if s.heatmap_name}
+        chosen = images.key_slice_indices(
+            suspicious=list(result.suspicious_slices or []),
+            with_heatmap=list(heatmaps),
+            probabilities=probabilities,
+        )
+        content.key_slices = _key_slices(
+            study, chosen, heatmaps, probabilities, outlines=content.outlines
+        )
+    return content
 
 
-def _key_slices(study, chosen, heatmaps, probabilities) -> list[images.KeySlice]:
+def _key_slices(
+    study, chosen, heatmaps, probabilities, *, outlines: bool
+) -> list[images.KeySlice]:
     path = storage.volume_path(study.pk)
     if not path.exists():
         logger.warning(
@@ -104,7 +180,7 @@ def _key_slices(study, chosen, heatmaps, probabilities) -> list[images.KeySlice]
         heat = (
             heat_path.read_bytes() if index in heatmaps and heat_path.exists() else None
         )
-        ct, overlay = images.key_slice_images(grey, heat)
+        ct, overlay = images.key_slice_images(grey, heat, outline=outlines)
         out.append(images.KeySlice(index, probabilities[index], ct, overlay))
     return out
 

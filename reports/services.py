@@ -64,7 +64,9 @@ def report_get_or_render(*, study: Study) -> Report:
     return cached or report_render(study=study, result=result, review=review)
 
 
-def report_render(*, study: Study, result: AIResult, review: Review | None) -> Report:
+def report_render(
+    *, study: Study, result: AIResult | None, review: Review | None
+) -> Report:
     started = time.perf_counter()
     report = Report(uid=uuid.uuid4(), study=study, ai_result=result, review=review)
     content = selectors.report_content(study=study, result=result, review=review)
@@ -93,7 +95,9 @@ def _write_atomically(path, data: bytes) -> None:
 def _report_keep(report: Report) -> Report:
     """Save the rendered report, unless another process rendered the same state
     meanwhile: then keep theirs and drop ours, so there is one report per state."""
-    same_state = Report.objects.filter(ai_result=report.ai_result, review=report.review)
+    same_state = Report.objects.filter(
+        study=report.study, ai_result=report.ai_result, review=report.review
+    )
     try:
         with transaction.atomic():
             existing = same_state.select_for_update().first()

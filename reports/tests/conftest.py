@@ -21,16 +21,19 @@ stub_analysis = diagnosis_fixtures.stub_analysis
 uploads_of = diagnosis_fixtures.uploads_of
 
 
-def lesion_analysis(phantom, *, label="stroke", stroke_type="hemorrhagic"):
+def lesion_analysis(
+    phantom, *, label="stroke", stroke_type="hemorrhagic", volume_ml=None, mapped=3
+):
     """What a good model would say about the phantom: high probability on the slices
-    with lesion, heatmaps peaking on it (a blurred lesion mask)."""
+    with lesion, maps peaking on it (a blurred lesion mask) on the `mapped` most
+    suspicious of them; a segmenting model also gives `volume_ml`."""
     import cv2
 
     area = phantom.mask.sum(axis=(1, 2))
     probs = [float(0.08 + 0.85 * min(a / max(area.max(), 1), 1.0)) for a in area]
     top = [int(i) for i in np.argsort(-area, kind="stable")[:3]]
     heatmaps = {}
-    for i in top:
+    for i in top[:mapped]:
         blurred = cv2.GaussianBlur(phantom.mask[i].astype(np.float32), (0, 0), 3)
         heatmaps[i] = blurred / max(float(blurred.max()), 1e-6)
     probability = max(probs) if label == "stroke" else 0.12
@@ -47,6 +50,7 @@ def lesion_analysis(phantom, *, label="stroke", stroke_type="hemorrhagic"):
         else {},
         heatmaps=heatmaps,
         timings={"predict": 0.01},
+        volume_ml=volume_ml,
     )
 
 
@@ -69,31 +73,36 @@ def report_task_calls(monkeypatch):
 
 
 @pytest.fixture
-def ready_study(
-    as_clinician,
-    clinician,
-    series_dir,
-    active_model,
-    stub_analysis,
-    phantom,
-    monkeypatch,
+def analysed_study(
+    as_clinician, clinician, series_dir, active_model, stub_analysis, monkeypatch
 ):
+    """Upload the phantom series as the clinician and run the real processing task
+    with the model answering `analysis` (an Analysis, or an exception it raises)."""
     monkeypatch.setattr("diagnosis.tasks.study_process_task.delay", lambda pk: None)
-    as_clinician.post(
-        reverse("diagnosis:study-upload"),
-        {
-            "files": uploads_of(series_dir),
-            "patient_age": "67",
-            "patient_sex": "F",
-            "clinical_notes": "Sudden left-sided weakness, onset 90 minutes ago.",
-        },
-    )
-    study = Study.objects.get(uploaded_by=clinician)
-    stub_analysis.next = lesion_analysis(phantom)
-    study_process_task.apply(args=[study.pk])
-    study.refresh_from_db()
-    assert study.status == StudyStatus.READY
-    return study
+
+    def analyse(analysis) -> Study:
+        as_clinician.post(
+            reverse("diagnosis:study-upload"),
+            {
+                "files": uploads_of(series_dir),
+                "patient_age": "67",
+                "patient_sex": "F",
+                "clinical_notes": "Sudden left-sided weakness, onset 90 minutes ago.",
+            },
+        )
+        study = Study.objects.get(uploaded_by=clinician)
+        stub_analysis.next = analysis
+        study_process_task.apply(args=[study.pk])
+        study.refresh_from_db()
+        assert study.status == StudyStatus.READY
+        return study
+
+    return analyse
+
+
+@pytest.fixture
+def ready_study(analysed_study, phantom):
+    return analysed_study(lesion_analysis(phantom))
 
 
 @pytest.fixture

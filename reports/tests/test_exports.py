@@ -51,7 +51,9 @@ def test_fhir_bundle_of_unreviewed_study_validates(ready_study, as_clinician):
     assert "Not yet reviewed by a radiologist" in report["conclusion"]
     assert observation["valueCodeableConcept"]["coding"][0]["code"] == "274100004"
     components = {c["code"]["text"]: c for c in observation["component"]}
-    probability = components["Calibrated stroke probability"]["valueQuantity"]
+    probability = components["Calibrated probability: suspected stroke"][
+        "valueQuantity"
+    ]
     assert probability["value"] == pytest.approx(0.93, abs=0.005)
     assert components["Decision threshold"]["valueQuantity"]["value"] == 0.4
     (device,) = resources(data, "Device")

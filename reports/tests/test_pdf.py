@@ -80,7 +80,7 @@ def test_pdf_of_reviewed_study_shows_finding_review_and_notice(
     report = Report.objects.get(study=reviewed_study)
     for expected in (
         "St Example Hospital",
-        "Stroke suspected: hemorrhagic",
+        "Suspected stroke (hemorrhagic)",
         "Calibrated confidence",
         "93.0 %",
         "Decision threshold",
@@ -109,7 +109,7 @@ def test_pdf_of_unreviewed_study_says_so_and_names_the_demo_model(
     ModelVersion.objects.update(is_demo=True)
     text = pdf_text(download(as_clinician, ready_study))
     assert "NOT YET REVIEWED BY A RADIOLOGIST" in text
-    assert "Stroke suspected: hemorrhagic" in text and "93.0 %" in text
+    assert "Suspected stroke (hemorrhagic)" in text and "93.0 %" in text
     assert "unit-test model 1" in text and "DEMO MODEL" in text
     assert "Reviewed by a radiologist" not in text
 
@@ -146,7 +146,7 @@ def test_pdftotext_reads_the_report(reviewed_study, as_clinician, tmp_path):
         check=True,
         timeout=60,
     ).stdout
-    assert "Stroke suspected: hemorrhagic" in text
+    assert "Suspected stroke (hemorrhagic)" in text
     assert "Rob Reader" in text and "Decision support, not a diagnosis" in text
 
 
@@ -172,13 +172,13 @@ def test_report_follows_a_new_ai_result(
     reviewed_study, as_clinician, stub_analysis, phantom, admin
 ):
     before = pdf_text(download(as_clinician, reviewed_study))
-    assert "Stroke suspected" in before
+    assert "Suspected stroke" in before
     diagnosis_services.study_reprocess(study=reviewed_study, by=admin)
     stub_analysis.next = lesion_analysis(phantom, label="normal")
     study_process_task.apply(args=[reviewed_study.pk])
     reviewed_study.refresh_from_db()
     after = pdf_text(download(as_clinician, reviewed_study))
-    assert "No stroke detected" in after
+    assert "No stroke suspected" in after
     assert "earlier AI analysis" in after  # the review was of the previous result
 
 
