@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.urls import reverse
 from fhir.resources.R4B.bundle import Bundle
 from PIL import Image
 
@@ -108,6 +109,7 @@ def test_pdf_names_a_bleed_with_its_volume_and_draws_its_outline(
     assert "Suspected intracranial hemorrhage · 12 mL" in text
     assert "Suspected stroke" not in text
     assert "suspected intracranial hemorrhage at or above" in text
+    assert "Lesion volume 12 mL (AI estimate)" in text
     caption = ai_explanation(result=bleed_study.current_result).caption
     figure = "Slice 6 of 8 · AI probability 93.0 % · left: CT (brain window)"
     assert f"{figure}, right: {caption}" in text
@@ -159,6 +161,15 @@ def test_pdf_of_a_study_outside_the_model_says_why_without_a_probability(
     assert "Suspected" not in text and "No stroke suspected" not in text
     assert "The model did not read this study" in text
     pages_at_60_dpi(data, tmp_path, "declined")
+
+
+def test_study_page_offers_the_reports_of_a_study_outside_the_model(
+    declined_study, as_clinician
+):
+    page = as_clinician.get(reverse("diagnosis:study-detail", args=[declined_study.pk]))
+    html = page.content.decode()
+    for name in ("reports:study-pdf", "reports:study-fhir", "reports:study-dicom"):
+        assert reverse(name, args=[declined_study.pk]) in html, name
 
 
 # FHIR
