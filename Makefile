@@ -27,7 +27,7 @@ install-dev: $(VENV)/.installed-dev
 
 setup: install .env
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py static_ensure
 	$(BIN)/python manage.py demo_users
 	$(BIN)/python manage.py model_ensure --demo
 

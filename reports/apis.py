@@ -73,7 +73,8 @@ class StudyReportFhirApi(APIView):
 
 class StudyReportDicomApi(APIView):
     """A zip of DICOM Part 10 files in the study's StudyInstanceUID: the report as
-    Encapsulated PDF and the heatmap key slices as Secondary Capture images."""
+    Encapsulated PDF and the key slices with the model's map as Secondary Capture
+    images."""
 
     permission_classes = [HasRole]
 
