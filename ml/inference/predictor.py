@@ -132,6 +132,10 @@ class Predictor:
             from ml.lesion.predictor import LesionPredictor  # numpy, no TensorFlow
 
             return LesionPredictor.from_folder(folder, card)  # type: ignore[return-value]
+        if card.architecture == "hemorrhage_seg":
+            from ml.segment.predictor import SegPredictor  # onnxruntime only
+
+            return SegPredictor.from_folder(folder, card, threads=threads)  # type: ignore[return-value]
         config = _checked_preprocessing(card)
         if KERAS_FILE not in card.files:
             raise ModelFileError(f"model.json lists no {KERAS_FILE}")

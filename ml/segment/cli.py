@@ -34,7 +34,9 @@ def _register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("--data", type=Path, required=True, help="labels.csv or its folder")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="labels.csv or its folder"
+    )
     parser.add_argument("--out", type=Path, help="model folder (omit: CV only)")
     parser.add_argument("--report", type=Path, help="JSON report of the CV")
     parser.add_argument("--cache", type=Path, help="folder for the aligned slices")
@@ -82,8 +84,9 @@ def _run(args: argparse.Namespace) -> int:
         local = cv["localisation"]
         print(
             f"CV: patient AUC {cv['study']['auc']:.3f}, slice AUC "
-            f"{cv['slice']['auc']:.3f}, sensitivity {cv['study']['sensitivity']:.2f} "
-            f"specificity {cv['study']['specificity']:.2f} at {report['threshold']:.3f}; "
+            f"{cv['slice']['auc']:.3f}, sensitivity {cv['study']['sensitivity']:.2f}, "
+            f"specificity {cv['study']['specificity']:.2f} "
+            f"at {report['threshold']:.3f}; "
             f"Dice {local['dice_mean']:.3f}, pointing {local['pointing']:.3f}, "
             f"volume error median {local['volume_abs_error_ml_median']:.1f} mL",
             flush=True,

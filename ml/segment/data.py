@@ -30,9 +30,7 @@ def model_input(s: BrainSlice) -> np.ndarray:
     seen with its context) and the intracranial mask. Nothing absolute is left: a
     scan exported a few HU brighter reads the same."""
     relative = np.clip(s.image - np.float32(s.median or 0.45), *RELATIVE_RANGE)
-    return np.stack([relative, s.brain.astype(np.float32)], axis=-1).astype(
-        np.float32
-    )
+    return np.stack([relative, s.brain.astype(np.float32)], axis=-1).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -134,7 +132,9 @@ def load_seg_slices(
         result = load_study([str(r.image) for r in members])
         by_source = {Path(r.image).name: r for r in members}
         study = brain_study(result.volume, units=result.metadata.units, config=brain)
-        for index, (info, s) in enumerate(zip(result.slices, study.slices, strict=True)):
+        for index, (info, s) in enumerate(
+            zip(result.slices, study.slices, strict=True)
+        ):
             row = _row_of(info.source, members, by_source)
             mask = _read_mask(row.mask, s.slice_shape)
             shape = shape or s.slice_shape

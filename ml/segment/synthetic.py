@@ -138,7 +138,7 @@ def augment(
     scale = rng.uniform(0.88, 1.12)
     matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
     matrix[:, 2] += rng.normal(0, 0.03 * size, 2)
-    warp = dict(dsize=(size, size), borderMode=cv2.BORDER_CONSTANT)
+    warp = {"dsize": (size, size), "borderMode": cv2.BORDER_CONSTANT}
     relative = cv2.warpAffine(x[..., 0], matrix, flags=cv2.INTER_LINEAR, **warp)
     outside = cv2.warpAffine(
         np.ones((size, size), np.float32), matrix, flags=cv2.INTER_NEAREST, **warp

@@ -143,9 +143,12 @@ def patient_folds(data: SegSlices, k: int, seed: int) -> list[list[str]]:
     """k lists of study names, stratified by whether the study has a bleed."""
     rng = np.random.default_rng(seed)
     names = data.study_names()
-    positive = {g for g in data.groups[data.labels].tolist()}
+    positive = set(data.groups[data.labels].tolist())
     folds: list[list[str]] = [[] for _ in range(k)]
-    for group in ([n for n in names if n in positive], [n for n in names if n not in positive]):
+    for group in (
+        [n for n in names if n in positive],
+        [n for n in names if n not in positive],
+    ):
         shuffled = [group[i] for i in rng.permutation(len(group))]
         for i, name in enumerate(shuffled):
             folds[i % k].append(name)
@@ -187,7 +190,9 @@ def calibrate(
 
     brain = data.is_brain
     temperature = fit_temperature(_logit(raw[brain]), data.labels[brain].astype(int))
-    names, study_p, study_y = study_table(data, slice_probability(raw, temperature), cfg)
+    _names, study_p, study_y = study_table(
+        data, slice_probability(raw, temperature), cfg
+    )
     threshold = threshold_for_sensitivity(
         y_true=study_y, prob=study_p, target=cfg.target_sensitivity
     )
@@ -244,7 +249,11 @@ def localisation(data: SegSlices, maps: np.ndarray) -> dict[str, Any]:
         if data.labels[rows].any():
             errors.append(abs(predicted.get(name, 0.0) - truth))
             rows_out.append(
-                {"patient": name, "true_ml": truth, "predicted_ml": predicted.get(name, 0.0)}
+                {
+                    "patient": name,
+                    "true_ml": truth,
+                    "predicted_ml": predicted.get(name, 0.0),
+                }
             )
     return {
         "dice_mean": float(np.mean(dices)),
@@ -259,8 +268,13 @@ def localisation(data: SegSlices, maps: np.ndarray) -> dict[str, Any]:
 
 
 def evaluate_maps(
-    data: SegSlices, maps: np.ndarray, cfg: SegTrainConfig, *, temperature: float,
-    threshold: float, n_boot: int = 1000,
+    data: SegSlices,
+    maps: np.ndarray,
+    cfg: SegTrainConfig,
+    *,
+    temperature: float,
+    threshold: float,
+    n_boot: int = 1000,
 ) -> dict[str, Any]:
     """The report of out-of-fold (or test) maps: slice and study metrics with
     study-bootstrap CIs, and localisation."""
@@ -285,10 +299,16 @@ def evaluate_maps(
     # Slices are judged against their own masks' labels (ct-ich labels slices),
     # with CIs resampled by patient; the served score (0 off brain slices).
     report["slice"] = _section(
-        data.labels.astype(int), served, data.groups.tolist(), threshold, n_boot,
+        data.labels.astype(int),
+        served,
+        data.groups.tolist(),
+        threshold,
+        n_boot,
         cfg.seed,
     )
-    report["slice_auc_all_slices"] = roc_auc(y_true=data.labels.astype(int), prob=slice_p)
+    report["slice_auc_all_slices"] = roc_auc(
+        y_true=data.labels.astype(int), prob=slice_p
+    )
     report["localisation"] = localisation(data, maps)
     return report
 
