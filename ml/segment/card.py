@@ -23,10 +23,9 @@ LOOKS_FOR = (
     "pixel by pixel, with its volume when the study gives its spacing"
 )
 CANNOT_EXCLUDE = (
-    "an ischaemic stroke (it does not look for one), bleeds of a few millimetres, "
-    "thin subarachnoid blood, bleeds on slices with little brain (skull base, "
-    "vertex), which it does not read, and anything on a study that is not an "
-    "axial non-contrast head CT"
+    "an ischemic stroke (it does not look for one), a bleed of a few millimetres, "
+    "thin subarachnoid blood, or a bleed on slices with little brain (skull base, "
+    "vertex), which it does not read"
 )
 CT_ICH_ATTRIBUTION = (
     "Trained on the CT-ICH data of Hssayeni et al. (PhysioNet, 'Computed "
