@@ -41,9 +41,9 @@ class PackageFileFinder(BaseFinder):
             find_all = self._check_deprecated_find_param(find_all=find_all, **kwargs)
         file = self.files.get(path)
         found = [str(file)] if file is not None and file.is_file() else []
-        if find_all:
-            return found
-        return found[0] if found else None
+        # Nothing found is [] either way: staticfiles.finders.find() would take a
+        # None for a match.
+        return found[0] if found and not find_all else found
 
     def list(self, ignore_patterns):
         for name, path in self.files.items():

@@ -104,3 +104,10 @@ def test_a_changed_or_deleted_static_file_is_collected_again(settings, tmp_path)
         path.unlink()
     assert "Collecting" in static_ensure()
     assert (settings.STATIC_ROOT / "staticfiles.json").is_file()
+
+
+def test_plotly_js_is_served_from_the_package_and_nothing_else_of_it(client):
+    # The test settings serve through the finders, as a developer's machine does.
+    assert client.get("/static/plotly/plotly.min.js").status_code == 200
+    assert client.get("/static/plotly/widgetbundle.js").status_code == 404
+    assert client.get("/static/plotly/datasets/iris.csv.gz").status_code == 404
