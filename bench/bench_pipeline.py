@@ -74,6 +74,25 @@ def manage(env, *args) -> str:
     ).stdout
 
 
+def tree_memory_mb(pid: int) -> dict[int, tuple[float, float]]:
+    """{pid: (resident MB now, peak resident MB)} of a process and its descendants
+    (Linux /proc): the Celery worker's main process and its pool child."""
+    out, todo = {}, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        rss = float(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+        hwm = float(fields.get("VmHWM", "0 kB").split()[0]) / 1024
+        out[current] = (rss, hwm)
+        todo.extend(int(c) for c in children.split())
+    return out
+
+
 def wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -215,6 +234,8 @@ def main() -> int:
             for study_id in ids:
                 wait_ready(session, base, study_id)
             burst_seconds = time.monotonic() - burst_start
+            memory = tree_memory_mb(worker.pid)
+            last = body
         finally:
             for process in (web, worker):
                 os.killpg(process.pid, signal.SIGTERM)
@@ -243,6 +264,13 @@ def main() -> int:
         f"\n{args.burst} studies uploaded at once: all ready after "
         f"{burst_seconds:.1f} s = {3600 * args.burst / burst_seconds:.0f} "
         "studies per hour per worker"
+    )
+    print("\nCelery worker memory after the runs (resident now / peak), per process:")
+    for pid, (rss, hwm) in sorted(memory.items()):
+        print(f"  pid {pid}: {rss:.0f} MB / {hwm:.0f} MB")
+    print(
+        f"last sequential study: {last.get('ai_label')} "
+        f"{last.get('ai_finding', '')} volume {last.get('volume_ml')} mL"
     )
     return 0
 
