@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-sqlite lint format setup install install-dev migrate ci clean-venv
+.PHONY: run test test-sqlite lint format setup demo-model install install-dev migrate ci clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,14 +25,24 @@ install-dev: $(VENV)/.installed-dev
 .env:
 	$(BIN)/python scripts/ensure_env.py
 
+# Every step is quick when there is nothing to do, so a second `make run` starts in
+# seconds: static files are collected again only when they changed, and the shipped
+# model (models/ich-seg-ctich) is activated only when no CT model is active.
 setup: install .env
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py static_ensure
 	$(BIN)/python manage.py demo_users
-	$(BIN)/python manage.py model_ensure --demo
+	$(BIN)/python manage.py model_ensure
 
 run: setup
 	$(BIN)/python scripts/runportal.py
+
+# The phantom demo model instead of the shipped one: trained on synthetic heads in a
+# few minutes (once), for trying retraining and promotion; its results on real scans
+# mean nothing. `manage.py model_ensure --replace` goes back to the shipped model.
+demo-model: install .env
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py model_ensure --demo --replace
 
 test: install-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -53,6 +53,9 @@ DATA_DIR = env_path("DATA_DIR", BASE_DIR / "var")
 FILES_ROOT = DATA_DIR / "files"
 MEDIA_ROOT = FILES_ROOT
 MODELS_DIR = DATA_DIR / "models"
+# The hemorrhage model committed with the project: `make run` activates it when no CT
+# model is active (manage.py model_ensure copies it under MODELS_DIR first).
+SHIPPED_MODEL_DIR = env_path("SHIPPED_MODEL_DIR", BASE_DIR / "models" / "ich-seg-ctich")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
