@@ -114,8 +114,19 @@ def seg_card(
             "brain_slices_only": True,
             "target_sensitivity": cfg.target_sensitivity,
             "train_config": cfg.to_dict(),
+            "command": _command(),
         },
     )
+
+
+def _command() -> str:
+    """The command line that trained the model, when it was the project's CLI."""
+    import shlex
+    import sys
+
+    if not sys.argv or not sys.argv[0].endswith(("ml/__main__.py", "ml")):
+        return ""
+    return shlex.join(["python", "-m", "ml", *sys.argv[1:]])
 
 
 def save_seg_model(
