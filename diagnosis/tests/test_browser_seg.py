@@ -1,0 +1,219 @@
+"""The shipped hemorrhage model in Debian's Chromium, unmocked: `model_ensure`
+activates models/ich-seg-ctich as `make run` does, the clinician uploads a synthetic
+DICOM head with an intraparenchymal bleed through the upload page, a real Celery
+worker (a thread, on the test broker) runs the real task, and the study page and the
+PDF report show the bleed's outline.
+
+Screenshots land in test-artifacts/ for a person to look at: the study page and the
+PDF's key slices page.
+"""
+
+import io
+import os
+import re
+import shutil
+import subprocess
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connections
+from PIL import Image
+
+from diagnosis import ml_adapter
+from diagnosis.models import Study, StudyStatus
+from ml.synthetic import make_phantom, write_dicom_series
+from stroke_portal.celery import app
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SHIPPED = Path(settings.SHIPPED_MODEL_DIR)
+#: The outline colour of ml_adapter.CONTOUR_RGBA.
+OUTLINE = np.array(ml_adapter.CONTOUR_RGBA[:3])
+PHANTOM = {"label": "hemorrhagic", "lesion": "intraparenchymal", "size": 256}
+PHANTOM_SEED = 1
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's chromium is not installed (apt install chromium)",
+    ),
+    pytest.mark.skipif(
+        not (SHIPPED / "model.json").is_file(),
+        reason=f"the shipped model is not in this checkout ({SHIPPED}/model.json)",
+    ),
+]
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def worker(transactional_db):
+    # The worker thread's database connection must close after each task, or the
+    # test database cannot be dropped at the end of the run.
+    def close_connections(**kwargs):
+        connections.close_all()
+
+    task_postrun.connect(close_connections, weak=False)
+    with start_worker(
+        app,
+        pool="solo",
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=10,
+        queues=["default", "inference"],
+    ):
+        yield
+    task_postrun.disconnect(close_connections)
+
+
+@pytest.fixture
+def demo_passwords(transactional_db, settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    out = StringIO()
+    call_command("demo_users", stdout=out)
+    return dict(re.findall(r"(demo-\w+)\s+(\w{16})", out.getvalue()))
+
+
+@pytest.fixture
+def shipped_model(transactional_db, settings, tmp_path):
+    """The shipped model, activated as a fresh `make run` activates it."""
+    settings.MODELS_DIR = tmp_path / "models"
+    ml_adapter._loaded.clear()
+    call_command("model_ensure", stdout=StringIO())
+    yield
+    ml_adapter._loaded.clear()
+
+
+@pytest.fixture
+def bleed_series(tmp_path):
+    phantom = make_phantom(**PHANTOM, seed=PHANTOM_SEED)
+    folder = tmp_path / "series"
+    write_dicom_series(phantom, folder, patient_id="SEG-E2E-1", uid_seed="seg-e2e")
+    return phantom, sorted(folder.iterdir())
+
+
+def sign_in(browser, base, username, password):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.js_errors = errors
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/")
+    return page
+
+
+def outline_pixels(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels of the outline's yellow (JPEG-tolerant); a grey CT has
+    none, and the report's amber and red are darker in green."""
+    rgb = rgb.astype(np.int16)
+    return (np.abs(rgb - OUTLINE).max(axis=-1) <= 60) & (
+        rgb[..., 0] - rgb[..., 2] > 120
+    )
+
+
+def test_shipped_model_outlines_an_uploaded_bleed_on_the_page_and_in_the_pdf(
+    browser, live_server, worker, demo_passwords, shipped_model, bleed_series, tmp_path
+):
+    phantom, files = bleed_series
+    ARTIFACTS.mkdir(exist_ok=True)
+    base = live_server.url
+
+    page = sign_in(browser, base, "demo-clinician", demo_passwords["demo-clinician"])
+    page.get_by_role("link", name="Upload").first.click()
+    page.set_input_files("#id_files", [str(p) for p in files])
+    page.get_by_label("Patient ID / MRN").fill("SEG-E2E-1")
+    page.get_by_role("button", name="Upload and analyse").click()
+    page.wait_for_url(re.compile(r"/studies/\d+/$"))
+    page.locator('#study-status[data-status="ready"]').wait_for(timeout=120_000)
+    study = Study.objects.get(patient_id="SEG-E2E-1")
+    assert study.status == StudyStatus.READY, study.error_message
+    assert study.current_result.model_version.architecture == "hemorrhage_seg"
+
+    finding = page.get_by_test_id("ai-finding").inner_text()
+    assert "Suspected intracranial hemorrhage" in finding, finding
+    volume = page.get_by_test_id("ai-volume").inner_text()
+    assert re.fullmatch(r"(< )?\d+(\.\d+)? mL", volume.strip()), volume
+    assert page.get_by_test_id("overlay-toggle").inner_text().strip() == (
+        "Lesion outline"
+    )
+
+    # The viewer opens on a slice the bleed spans, with its outline over it.
+    viewer = page.locator("#viewer")
+    page.wait_for_function("document.getElementById('viewer').dataset.current")
+    current = int(viewer.get_attribute("data-current"))
+    assert phantom.mask[current].any(), f"opened on slice {current + 1}, no bleed"
+    outline = page.locator("#heatmap-img")
+    assert outline.is_visible()
+    outline.evaluate(
+        "img => img.complete || new Promise(r => img.addEventListener('load', r))"
+    )
+    page.screenshot(path=ARTIFACTS / "seg-study-outline.png", full_page=True)
+    viewer.screenshot(path=ARTIFACTS / "seg-viewer-outline.png")
+    assert page.js_errors == []
+
+    response = page.request.get(base + outline.get_attribute("src"))
+    rgba = np.asarray(Image.open(io.BytesIO(response.body())).convert("RGBA"))
+    drawn = rgba[..., 3] > 0
+    assert drawn.shape == phantom.mask[current].shape
+    assert drawn.mean() < 0.1, "the overlay should be mostly transparent"
+    line = rgba[..., 3] == 255
+    assert line.sum() > 20 and (rgba[line][:, :3] == OUTLINE).all()
+    # It outlines the bleed: most of what it draws lies on the phantom's bleed.
+    on_bleed = (drawn & dilated(phantom.mask[current], 3)).sum() / drawn.sum()
+    assert on_bleed > 0.7, f"only {on_bleed:.0%} of the outline lies on the bleed"
+
+    # The PDF's key images carry the outline too.
+    pdf = tmp_path / "report.pdf"
+    link = page.get_by_role("link", name="PDF report")
+    pdf.write_bytes(page.request.get(base + link.get_attribute("href")).body())
+    pages = render_pdf(pdf, tmp_path / "page")
+    yellow = [int(outline_pixels(np.asarray(Image.open(p).convert("RGB"))).sum())
+              for p in pages]  # fmt: skip
+    key_page = pages[int(np.argmax(yellow))]
+    shutil.copy(key_page, ARTIFACTS / "seg-report-key-slices.png")
+    assert max(yellow) >= 30, f"outline-coloured pixels per PDF page: {yellow}"
+
+
+def dilated(mask: np.ndarray, pixels: int) -> np.ndarray:
+    import cv2
+
+    kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)
+    return cv2.dilate(mask.astype(np.uint8), kernel) > 0
+
+
+def render_pdf(pdf: Path, prefix: Path) -> list[Path]:
+    """The PDF's pages as PNG at 80 dpi (poppler's pdftoppm)."""
+    pdftoppm = shutil.which("pdftoppm")
+    if pdftoppm is None:
+        pytest.skip("poppler's pdftoppm is not installed (apt install poppler-utils)")
+    subprocess.run([pdftoppm, "-png", "-r", "80", str(pdf), str(prefix)], check=True)
+    return sorted(prefix.parent.glob(f"{prefix.name}-*.png"))
