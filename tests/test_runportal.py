@@ -98,9 +98,12 @@ def test_portal_serves_runs_tasks_and_stops_together(portal):
     base = f"http://127.0.0.1:{portal['port']}"
     with urllib.request.urlopen(f"{base}/accounts/login/", timeout=10) as response:
         assert response.status == 200
-        assert b"Sign in" in response.read()
-    css = f"{base}/static/vendor/bootstrap/bootstrap.min.css"
-    with urllib.request.urlopen(css, timeout=10) as response:
+        page = response.read().decode()
+        assert "Sign in" in page
+    # The stylesheet the page links: its hashed name, the only copy collected.
+    css = re.search(r'href="(/static/vendor/bootstrap/bootstrap\.min\.\w+\.css)"', page)
+    assert css, page[:2000]
+    with urllib.request.urlopen(f"{base}{css[1]}", timeout=10) as response:
         assert response.status == 200
 
     # A task enqueued by another process reaches the worker through the folder broker.
