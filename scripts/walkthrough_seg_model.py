@@ -1,11 +1,12 @@
 """Show the shipped hemorrhage model at work in a real portal, in a browser (issue 12).
 
-Starts a portal of its own on a fresh DATA_DIR (SQLite and the folder broker unless
---database-url names e.g. the local PostgreSQL): migrate, static files, the demo
-accounts, `manage.py model_ensure --path MODEL`, then `scripts/runportal.py`
-(gunicorn, a Celery worker and beat, as `make run` starts them). The demo clinician
-uploads a ct-ich patient with a bleed and one without, as CT DICOM series written by
-bench/ct_ich_as_dicom.py (HU, 0.45 mm pixels, 5 mm slices; written when missing);
+Starts a portal of its own on a fresh DATA_DIR (SQLite and the folder broker; with
+--postgres, a fresh database on that server, dropped afterwards): migrate, static
+files, the demo accounts, `manage.py model_ensure --path MODEL`, then
+`scripts/runportal.py` (gunicorn, a Celery worker and beat, as `make run` starts
+them). The demo clinician uploads a ct-ich patient with a bleed and one without,
+as CT DICOM series written by bench/ct_ich_as_dicom.py (HU, 0.45 mm pixels, 5 mm
+slices; written when missing);
 the demo radiologist opens the worklist and the bleed study on the slice the viewer
 opens on, then a further bleed slice, and downloads the PDF report, which is rendered
 with `pdftoppm -png -r 80`. The summary gives what the pages say (headline, volume),
@@ -16,7 +17,7 @@ images put the portal's outline (yellow) and the mask's edge (cyan) on one slice
 
     .venv/bin/python scripts/walkthrough_seg_model.py [--model models/ich-seg-ctich] \\
         [--bleed 094] [--normal 054] [--out var/walkthrough-seg] [--port 8765] \\
-        [--database-url postgres://...] [--keep-data]
+        [--postgres postgres://postgres@127.0.0.1:5432] [--keep-data]
 
 --base-url and --credentials walk a portal that is already running instead (its
 active model must then be the one to show). Everything written lies under --out,
@@ -79,8 +80,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--normal", default="054", help="ct-ich patient without")
     parser.add_argument("--out", default="var/walkthrough-seg")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--database-url", default="", help="default: SQLite")
-    parser.add_argument("--keep-data", action="store_true", help="keep DATA_DIR")
+    parser.add_argument(
+        "--postgres",
+        help="PostgreSQL server URL: run on a fresh database there (default: SQLite)",
+    )
+    parser.add_argument(
+        "--keep-data", action="store_true", help="keep DATA_DIR (and the database)"
+    )
     parser.add_argument("--base-url", help="walk a running portal instead")
     parser.add_argument("--credentials", help="its demo-credentials.txt")
     parser.add_argument(
@@ -111,61 +117,93 @@ def manage(env: dict[str, str], *command: str) -> str:
 
 
 @contextlib.contextmanager
+def fresh_database(server: str | None, keep: bool) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database on ``server`` (dropped afterwards
+    unless ``keep``), or "" for the portal's default SQLite."""
+    if not server:
+        yield ""
+        return
+    import psycopg
+
+    name = f"walkthrough_seg_{time.strftime('%Y%m%d_%H%M%S')}"
+    admin = f"{server.rstrip('/')}/postgres"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server.rstrip('/')}/{name}"
+    finally:
+        if not keep:
+            with psycopg.connect(admin, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
 def portal(args: argparse.Namespace, summary: dict) -> Iterator[Path]:
-    """A portal on a fresh DATA_DIR with MODEL active; yields its credentials file
-    and stops it (and, unless --keep-data, removes DATA_DIR) afterwards."""
+    """A portal on a fresh DATA_DIR (and database) with MODEL active; yields its
+    credentials file, then stops it and, unless --keep-data, removes its data."""
     out = Path(args.out).resolve()
-    data = Path(tempfile.mkdtemp(prefix="portal-", dir=out))
-    env = {
+    with contextlib.ExitStack() as stack:  # unwinds: portal, database, DATA_DIR
+        data = Path(tempfile.mkdtemp(prefix="portal-", dir=out))
+        if not args.keep_data:
+            stack.callback(shutil.rmtree, data, ignore_errors=True)
+        database = stack.enter_context(fresh_database(args.postgres, args.keep_data))
+        env = portal_env(args, data=data, database=database)
+        started = time.monotonic()
+        for command in (
+            ("migrate", "--noinput"),
+            ("static_ensure",),
+            ("demo_users",),
+            ("model_ensure", "--path", str(Path(args.model).resolve())),
+        ):
+            text = manage(env, *command)
+        summary["model_ensure"] = text.strip().splitlines()[-1]
+        stack.enter_context(running(env, port=args.port, log=out / "portal.log"))
+        summary["portal"] = (
+            f"DATA_DIR {data}, {database.rsplit('/', 1)[-1] if database else 'SQLite'}"
+            f"; up {time.monotonic() - started:.0f} s after migrate started; log "
+            f"{out / 'portal.log'}"
+        )
+        yield data / "demo-credentials.txt"
+
+
+def portal_env(args: argparse.Namespace, *, data: Path, database: str) -> dict:
+    return {
         **os.environ,
         "DATA_DIR": str(data),
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_DEBUG": "0",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_URL": args.database_url,
+        "DATABASE_URL": database,
         # Collected once for every run: static_ensure skips it when nothing changed.
-        "STATIC_ROOT": str(out / "staticfiles"),
+        "STATIC_ROOT": str(Path(args.out).resolve() / "staticfiles"),
         "REDIS_URL": "",
         "CELERY_BROKER_URL": "",
         "SHIPPED_MODEL_DIR": str(Path(args.model).resolve()),
     }
-    started = time.monotonic()
-    for command in (
-        ("migrate", "--noinput"),
-        ("static_ensure",),
-        ("demo_users",),
-        ("model_ensure", "--path", str(Path(args.model).resolve())),
-    ):
-        text = manage(env, *command)
-        if command[0] == "model_ensure":
-            summary["model_ensure"] = text.strip().splitlines()[-1]
-    log = open(out / "portal.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(  # noqa: S603 - this interpreter, our script
-        [sys.executable, "scripts/runportal.py", "--port", str(args.port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_healthy(f"http://127.0.0.1:{args.port}/healthz", process)
-        summary["portal"] = (
-            f"DATA_DIR {data}, {'SQLite' if not args.database_url else 'PostgreSQL'}"
-            f", up {time.monotonic() - started:.0f} s after migrate started; log "
-            f"{out / 'portal.log'}"
+
+
+@contextlib.contextmanager
+def running(env: dict, *, port: int, log: Path) -> Iterator[None]:
+    """scripts/runportal.py (gunicorn, a Celery worker, beat) until the block ends."""
+    with open(log, "w") as stream:
+        process = subprocess.Popen(  # noqa: S603 - this interpreter, our script
+            [sys.executable, "scripts/runportal.py", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        yield data / "demo-credentials.txt"
-    finally:
-        process.send_signal(signal.SIGTERM)  # runportal stops its children in order
         try:
-            process.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
-        if not args.keep_data:
-            shutil.rmtree(data, ignore_errors=True)
+            wait_healthy(f"http://127.0.0.1:{port}/healthz", process)
+            yield
+        finally:
+            process.send_signal(signal.SIGTERM)  # runportal stops its children
+            try:
+                process.wait(40)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
