@@ -44,3 +44,13 @@ def test_compose_file_has_the_promised_services():
     # A 2 GB upload must not be cut by gunicorn's default 30 s worker timeout.
     assert int(web[web.index("--timeout") + 1]) >= 300
     assert {"postgres-data", "portal-files"} <= set(compose["volumes"])
+
+
+def test_compose_activates_the_shipped_model_and_the_image_holds_no_secrets():
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    setup = " ".join(compose["services"]["migrate"]["command"])
+    assert "migrate" in setup and "model_ensure" in setup
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    # the secret key, the development database and uploads, the local venv
+    assert {".env", "var/", ".venv/"} <= set(ignored)
