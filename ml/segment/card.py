@@ -108,7 +108,12 @@ def seg_card(
             "cannot_exclude": CANNOT_EXCLUDE,
             "explanation": "segmentation",
             "contour_level": CONTOUR_LEVEL,
-            "slice_score": f"mean of the {TOP_PIXELS} most probable brain pixels",
+            "score_rule": getattr(cfg, "score_rule", "peak"),
+            "slice_score": (
+                f"mean of the {TOP_PIXELS} most probable brain pixels"
+                if getattr(cfg, "score_rule", "peak") == "peak"
+                else "probability mass of the largest outlined region"
+            ),
             "aggregation": cfg.aggregation,
             "top_k": cfg.top_k,
             "brain_slices_only": True,

@@ -129,7 +129,7 @@ class SegPredictor:
         segmented = time.perf_counter()
         card = self.card
         brains = np.stack([s.brain for s in study.slices])
-        raw = slice_scores(maps, brains)
+        raw = slice_scores(maps, brains, rule=str(card.extra.get("score_rule", "peak")))
         slice_p = np.where(
             study.is_brain, temperature_sigmoid(raw, temperature=card.temperature), 0.0
         ).astype(np.float32)

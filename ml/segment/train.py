@@ -50,13 +50,14 @@ class SegTrainConfig:
     samples_per_epoch: int = 1200
     batch_size: int = 16
     learning_rate: float = 2e-3
-    bleed_share: float = 0.35
-    synthetic_share: float = 0.3
+    bleed_share: float = 0.3
+    synthetic_share: float = 0.2
     cv: int = 5
     seed: int = 0
     target_sensitivity: float = 0.95
     aggregation: str = "max"
     top_k: int = 2
+    score_rule: str = "blob"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -282,7 +283,7 @@ def evaluate_maps(
     from ml.evaluation.metrics import roc_auc
     from ml.evaluation.report import _section
 
-    raw = slice_scores(maps, data.inputs[..., 1] > 0.5)
+    raw = slice_scores(maps, data.inputs[..., 1] > 0.5, rule=cfg.score_rule)
     slice_p = slice_probability(raw, temperature)
     names, study_p, study_y = study_table(data, slice_p, cfg)
     served = np.where(data.is_brain, slice_p, 0.0)
@@ -313,6 +314,27 @@ def evaluate_maps(
     return report
 
 
+def _compare_rules(data: SegSlices, maps: np.ndarray, cfg: SegTrainConfig) -> dict:
+    """Patient and slice AUC of every score rule on the same out-of-fold maps (the
+    card's rule is chosen before training; this says what the others would do)."""
+    from dataclasses import replace
+
+    from ml.evaluation.metrics import roc_auc
+    from ml.segment.scores import SCORE_RULES
+
+    out = {}
+    for rule in SCORE_RULES:
+        raw = slice_scores(maps, data.inputs[..., 1] > 0.5, rule=rule)
+        _, study_p, study_y = study_table(data, raw, replace(cfg, score_rule=rule))
+        out[rule] = {
+            "patient_auc": roc_auc(y_true=study_y, prob=study_p),
+            "slice_auc": roc_auc(
+                y_true=data.labels[data.is_brain].astype(int), prob=raw[data.is_brain]
+            ),
+        }
+    return out
+
+
 def seg_train(
     *,
     data_dir: str | Path,
@@ -332,7 +354,10 @@ def seg_train(
     report: dict[str, Any] = {"config": cfg.to_dict()}
     if cfg.cv >= 2:
         maps = cross_validate(data, cfg, log=log)
-        raw = slice_scores(maps, data.inputs[..., 1] > 0.5)
+        if cache_dir is not None:  # out-of-fold maps, to study them afterwards
+            np.save(Path(cache_dir) / "seg-oof-maps.npy", maps.astype(np.float16))
+        report["score_rules"] = _compare_rules(data, maps, cfg)
+        raw = slice_scores(maps, data.inputs[..., 1] > 0.5, rule=cfg.score_rule)
         temperature, threshold = calibrate(data, raw, cfg)
         report["cv"] = evaluate_maps(
             data, maps, cfg, temperature=temperature, threshold=threshold

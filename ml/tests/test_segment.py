@@ -176,7 +176,7 @@ def test_slice_score_follows_the_most_probable_brain_pixels():
     brains = np.zeros((2, 32, 32), bool)
     brains[:, 4:28, 4:28] = True
     maps[0, 10:14, 10:14] = 0.9  # a bleed inside the brain
-    maps[1, 0:3, 0:3] = 0.9  # bright outside the head: no bleed
+    maps[1, 0:2, 0:2] = 0.9  # bright outside the head: no bleed
     scores = slice_scores(maps, brains)
     assert scores[0] == pytest.approx(0.9)
     assert scores[1] < 0.01
@@ -194,3 +194,16 @@ def test_volume_counts_pixels_at_the_contour_level_times_the_spacing():
     assert study_volume_ml([a], pixel_spacing_mm=None, slice_spacing_mm=5.0) is None
     assert dice(a > 0.5, a > 0.5) == 1.0
     assert dice(a > 0.5, b > 0.5) == pytest.approx(2 * 10 / 30)
+
+
+def test_the_blob_rule_scores_a_real_region_above_a_confident_speck():
+    maps = np.zeros((2, 32, 32), np.float32)
+    brains = np.ones((2, 32, 32), bool)
+    maps[0, 10:16, 10:16] = 0.8  # a bleed of 36 pixels
+    maps[1, 20, 20] = 0.99  # one confident pixel: a calcification, say
+    blob = slice_scores(maps, brains, rule="blob")
+    peak = slice_scores(maps, brains, rule="peak")
+    assert blob[0] > 0.95 and blob[1] < 0.15
+    assert peak[1] < peak[0]  # the peak rule sees the speck as 1/6 of a bleed
+    with pytest.raises(ValueError, match="score rule"):
+        slice_scores(maps, brains, rule="mean")
