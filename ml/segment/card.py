@@ -109,6 +109,7 @@ def seg_card(
             "explanation": "segmentation",
             "contour_level": CONTOUR_LEVEL,
             "score_rule": getattr(cfg, "score_rule", "peak"),
+            "pixel_maps": "mean over the slice and its left-right mirror image",
             "slice_score": (
                 f"mean of the {TOP_PIXELS} most probable brain pixels"
                 if getattr(cfg, "score_rule", "peak") == "peak"

@@ -46,6 +46,13 @@ def _register(subparsers: Any) -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--base-filters", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--target-sensitivity",
+        type=float,
+        default=0.95,
+        help="the study threshold is the highest whose out-of-fold sensitivity "
+        "reaches this",
+    )
     parser.add_argument("--name", default="ich-seg-ctich")
     parser.add_argument("--version", default="1")
     parser.set_defaults(handler=_run)
@@ -66,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
         samples_per_epoch=args.samples,
         cv=args.cv,
         seed=args.seed,
+        target_sensitivity=args.target_sensitivity,
     )
     try:
         report = seg_train(

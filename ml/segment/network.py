@@ -47,6 +47,15 @@ def _block(x: Any, filters: int, name: str) -> Any:
     return x
 
 
+def mirrored(run: Any, inputs: Any) -> Any:
+    """The mean of ``run`` on the slices and on their left-right mirror images
+    (mirrored back): a bleed is a bleed on either side, and the average halves the
+    specks the network sees on one side only. ``run``: (N, S, S, C) -> (N, S, S)."""
+    plain = run(inputs)
+    flipped = run(inputs[:, :, ::-1].copy())[:, :, ::-1]
+    return (plain + flipped) / 2
+
+
 def dice_bce_loss(y_true: Any, y_pred: Any) -> Any:
     """Binary cross-entropy plus a soft Dice over the batch: the cross-entropy
     teaches every pixel, the Dice keeps the rare bleed pixels from being drowned by

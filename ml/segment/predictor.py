@@ -30,6 +30,7 @@ from ml.inference.results import (
 )
 from ml.modelfile import ModelCard, ModelFileError
 from ml.segment.data import model_input
+from ml.segment.network import mirrored
 from ml.segment.scores import CONTOUR_LEVEL, slice_scores, study_volume_ml
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class SegPredictor:
         maps = np.zeros((len(study.slices), size, size), np.float32)
         read = np.flatnonzero(study.is_brain)
         inputs = np.stack([model_input(study.slices[i]) for i in read])
-        maps[read] = self._run(inputs)
+        maps[read] = mirrored(self._run, inputs)
         self._last = (volume, study, maps)
         return study, maps
 

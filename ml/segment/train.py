@@ -132,12 +132,18 @@ def fit_network(
 
 
 def predict_maps(model: Any, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
-    """(N, S, S) float32 pixel probabilities of (N, S, S, 2) inputs (Keras)."""
-    out = [
-        np.asarray(model(inputs[i : i + batch].astype(np.float32), training=False))
-        for i in range(0, len(inputs), batch)
-    ]
-    return np.concatenate(out)[..., 0].astype(np.float32)
+    """(N, S, S) float32 pixel probabilities of (N, S, S, 2) inputs (Keras), as
+    served: the mean over the slice and its mirror image."""
+    from ml.segment.network import mirrored
+
+    def run(x: np.ndarray) -> np.ndarray:
+        out = [
+            np.asarray(model(x[i : i + batch].astype(np.float32), training=False))
+            for i in range(0, len(x), batch)
+        ]
+        return np.concatenate(out)[..., 0].astype(np.float32)
+
+    return mirrored(run, inputs)
 
 
 def patient_folds(data: SegSlices, k: int, seed: int) -> list[list[str]]:
