@@ -53,6 +53,20 @@ def test_queue_lists_pending_cases_with_the_viewer_a_click_away(
     assert "patient MRN-0042" in row  # the series' DICOM PatientID
 
 
+def test_the_queue_words_the_ai_call_as_the_model_card_does(
+    make_ready_study, as_radiologist, as_radiologist2, active_model
+):
+    card = dict(active_model.card)
+    card["extra"] = {**card.get("extra", {}), "finding": "hemorrhage"}
+    active_model.card = card
+    active_model.save(update_fields=["card"])
+    study = make_ready_study(label="stroke")
+    review(as_radiologist, study, "normal")
+    page = as_radiologist2.get(reverse("feedback:case-list")).text
+    row = page.split(f'data-testid="case-{FeedbackCase.objects.get().pk}"')[1]
+    assert "Suspected intracranial hemorrhage" in row.split("</tr>")[0]
+
+
 def test_reporter_cannot_confirm_their_own_case(make_ready_study, as_radiologist):
     study = make_ready_study(label="stroke")
     review(as_radiologist, study, "normal")
