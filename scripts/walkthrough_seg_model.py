@@ -309,7 +309,7 @@ def step_worklist(walk: Walk) -> Page:
     page.get_by_test_id("study-table").wait_for()
     walk.shot(page, "radiologist-worklist")
     rows = page.get_by_test_id("study-table").locator("tbody tr").all_inner_texts()
-    walk.summary["worklist rows"] = [" ".join(r.split())[:110] for r in rows if r]
+    walk.summary["worklist rows"] = [" ".join(r.split())[:160] for r in rows if r]
     return page
 
 
@@ -390,6 +390,10 @@ def step_bleed_study(walk: Walk, page: Page, record: dict) -> None:
     walk.summary["opened on"] = slice_report(
         walk, page, record["id"], start, "bleed-viewer-opened"
     )
+    if start + 1 not in walk.patient.bleed_slices:
+        walk.summary["PROBLEM start slice"] = (
+            f"slice {start + 1} has no bleed in labels.csv"
+        )
     further = further_bleed_slice(walk.patient, start, seen["outlined"])
     if further is None:
         walk.summary["further bleed slice"] = "no other slice has a bleed"
@@ -420,6 +424,8 @@ def further_bleed_slice(
 def step_normal_study(walk: Walk, page: Page, record: dict) -> None:
     seen = open_study(walk, page, walk.args.normal, record["id"])
     walk.summary["normal page"] = seen
+    if "Suspected" in seen["headline"]:
+        walk.summary["PROBLEM normal study"] = f"flagged: {seen['headline']}"
     walk.shot(page, "radiologist-normal-study")
 
 
