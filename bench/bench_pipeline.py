@@ -268,9 +268,10 @@ def main() -> int:
     print("\nCelery worker memory after the runs (resident now / peak), per process:")
     for pid, (rss, hwm) in sorted(memory.items()):
         print(f"  pid {pid}: {rss:.0f} MB / {hwm:.0f} MB")
+    result = last.get("result") or {}
     print(
-        f"last sequential study: {last.get('ai_label')} "
-        f"{last.get('ai_finding', '')} volume {last.get('volume_ml')} mL"
+        f"last sequential study: {result.get('finding')!r}, volume "
+        f"{result.get('volume_ml')} mL, model {result.get('model_version')}"
     )
     return 0
 
