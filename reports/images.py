@@ -41,11 +41,15 @@ def key_slice_indices(
     least: int = 2,
 ) -> list[int]:
     """The slices a reader should see first: those with a heatmap in the model's
-    order of suspicion, then the other suspicious ones, topped up to `least` with the
-    highest-probability slices. At most `most`."""
+    order of suspicion, then the other slices with a heatmap from the most probable
+    down (a segmenting model outlines many), then the other suspicious ones, topped
+    up to `least` with the highest-probability slices. At most `most`."""
     count = len(probabilities)
     order = [i for i in suspicious if i in with_heatmap]
-    order += [i for i in with_heatmap if i not in order]
+    order += sorted(
+        (i for i in with_heatmap if i not in order and 0 <= i < count),
+        key=lambda i: -(probabilities[i] or 0.0),
+    )
     order += [i for i in suspicious if i not in order]
     chosen = [i for i in dict.fromkeys(order) if 0 <= i < count][:most]
     by_probability = sorted(range(count), key=lambda i: -(probabilities[i] or 0.0))

@@ -318,3 +318,14 @@ def test_key_image_with_an_empty_overlay_is_not_shown_as_a_map():
     Image.new("RGBA", (64, 64), (255, 221, 0, 0)).save(clear, format="PNG")
     ct, overlay = key_slice_images(grey.getvalue(), clear.getvalue(), outline=True)
     assert ct.shape == (256, 256, 3) and overlay is None
+
+
+def test_key_slices_of_a_segmenting_model_are_its_most_probable_outlined_slices():
+    from reports.images import key_slice_indices
+
+    probabilities = [0.1, 0.68, 0.2, 0.91, 0.9, 0.92, 0.3]
+    chosen = key_slice_indices(
+        suspicious=[5], with_heatmap=[1, 3, 4, 5], probabilities=probabilities, most=3
+    )
+    # slice 1 (0.68) is outlined too, but the report shows the 0.91 and 0.90 ones
+    assert chosen == [5, 3, 4]
