@@ -221,10 +221,14 @@ def ai_explanation(*, result: AIResult | None) -> AIExplanation:
 def viewer_start_slice(*, slices: list[Slice], result: AIResult | None) -> int:
     """Where the viewer opens: the most suspicious slice the model read (a brain
     slice, never the vertex or the neck, which it does not read), else the first it
-    named, else the middle of the study."""
+    named, else the middle of the study. When several slices share the top
+    probability (a large bleed saturates it), the middle one of them: the bleed's
+    centre rather than its lowest edge."""
     read = [s for s in slices if s.probability is not None]
     if read:
-        return max(read, key=lambda s: s.probability).index
+        best = max(s.probability for s in read)
+        tied = sorted(s.index for s in read if s.probability >= best - 1e-6)
+        return tied[len(tied) // 2]
     if result is not None and result.suspicious_slices:
         return int(result.suspicious_slices[0])
     return len(slices) // 2

@@ -258,3 +258,13 @@ def test_segmenting_model_is_asked_to_outline_every_read_slice(monkeypatch):
 
     assert sorted(segmenter.asked) == list(range(4, 18))  # not just the top three
     assert analysis.volume_ml == 3.0
+
+
+def test_viewer_opens_in_the_middle_of_slices_that_share_the_top_probability():
+    from diagnosis.models import Slice
+    from diagnosis.selectors import viewer_start_slice
+
+    probabilities = [None, 0.2, 0.914, 0.914, 0.914, 0.914, 0.914, 0.5, None]
+    slices = [Slice(index=i, probability=p) for i, p in enumerate(probabilities)]
+    # a large bleed saturates slices 2-6: open on its centre, not its lowest edge
+    assert viewer_start_slice(slices=slices, result=None) == 4
