@@ -1,5 +1,8 @@
 """REST API for studies: the same validation, scoping and audit as the pages."""
 
+import math
+
+from django.core.exceptions import TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
@@ -19,16 +22,30 @@ from .forms import StudyFilterForm
 from .models import Label, Sex, StrokeType
 
 
+def finite_or_none(value):
+    """A stored NaN or infinity (JSON has neither) is answered as absent, never as a
+    500 for every reader of the list."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class FiniteFloatField(serializers.FloatField):
+    def to_representation(self, value):
+        return finite_or_none(value)
+
+
 class ResultSerializer(serializers.Serializer):
     label = serializers.CharField()
     finding = serializers.SerializerMethodField()
     stroke_type = serializers.CharField()
-    probability = serializers.FloatField()
-    confidence = serializers.FloatField()
-    threshold = serializers.FloatField()
-    type_probabilities = serializers.DictField(child=serializers.FloatField())
+    probability = FiniteFloatField(allow_null=True)
+    confidence = FiniteFloatField(allow_null=True)
+    threshold = FiniteFloatField(allow_null=True)
+    type_probabilities = serializers.DictField(child=FiniteFloatField(allow_null=True))
     suspicious_slices = serializers.ListField(child=serializers.IntegerField())
-    volume_ml = serializers.FloatField(allow_null=True)
+    volume_ml = FiniteFloatField(allow_null=True)
     model_version = serializers.CharField(source="model_version.__str__")
     is_demo_model = serializers.BooleanField(source="model_version.is_demo")
     created_at = serializers.DateTimeField()
@@ -63,11 +80,11 @@ class StudyOutputSerializer(serializers.Serializer):
     patient_sex = serializers.CharField()
     modality = serializers.CharField()
     slice_count = serializers.IntegerField()
-    priority = serializers.FloatField()
+    priority = FiniteFloatField(allow_null=True)
     created_at = serializers.DateTimeField()
     queued_at = serializers.DateTimeField()
     ready_at = serializers.DateTimeField()
-    seconds_to_result = serializers.FloatField(allow_null=True)
+    seconds_to_result = FiniteFloatField(allow_null=True)
     rejected_files = serializers.ListField(child=serializers.DictField())
     result = ResultSerializer(source="current_result", allow_null=True)
     review = ReviewOutputSerializer(source="current_review", allow_null=True)
@@ -77,9 +94,8 @@ class StudyOutputSerializer(serializers.Serializer):
         return {"done": study.progress_done, "total": study.progress_total}
 
     def get_slice_probabilities(self, study) -> list[float | None]:
-        return list(
-            study.slices.order_by("index").values_list("probability", flat=True)
-        )
+        stored = study.slices.order_by("index").values_list("probability", flat=True)
+        return [finite_or_none(p) for p in stored]
 
 
 class StudyListOutputSerializer(serializers.Serializer):
@@ -94,13 +110,13 @@ class StudyListOutputSerializer(serializers.Serializer):
     slice_count = serializers.IntegerField()
     ai_label = serializers.CharField()
     ai_stroke_type = serializers.CharField()
-    ai_confidence = serializers.FloatField(allow_null=True)
+    ai_confidence = FiniteFloatField(allow_null=True)
     ai_finding = serializers.CharField()
-    ai_volume_ml = serializers.FloatField(allow_null=True)
+    ai_volume_ml = FiniteFloatField(allow_null=True)
     ai_demo_model = serializers.BooleanField()
     outside_scope_reason = serializers.CharField()
     reviewed = serializers.BooleanField()
-    priority = serializers.FloatField()
+    priority = FiniteFloatField(allow_null=True)
     created_at = serializers.DateTimeField()
     url = serializers.SerializerMethodField()
 
@@ -160,7 +176,13 @@ class StudyListCreateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: StudyOutputSerializer})
     def post(self, request):
-        data = {**request.data.dict(), "files": request.FILES.getlist("files")}
+        try:
+            data = {**request.data.dict(), "files": request.FILES.getlist("files")}
+        except TooManyFilesSent:
+            return Response(
+                {"detail": services.too_many_files_message(), "rejected": []},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         serializer = self.InputSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         clinical = {k: v for k, v in serializer.validated_data.items() if k != "files"}

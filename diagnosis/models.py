@@ -132,9 +132,15 @@ class Study(BaseModel):
             models.Index(fields=["status"], name="study_status"),
         ]
         constraints = [
+            # NaN sorts above every number in PostgreSQL: a NaN priority would top
+            # every worklist. Bounds that NaN and infinities fail keep it out.
+            models.CheckConstraint(
+                condition=models.Q(priority__gte=-1e6, priority__lte=1e6),
+                name="study_priority_finite",
+            ),
             models.UniqueConstraint(
                 fields=["uploaded_by", "content_hash"], name="same_upload_once_per_user"
-            )
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import tempfile
 import uuid
@@ -69,14 +70,21 @@ def _safe_name(name: str, index: int) -> str:
     return f"{index:05d}_{base}"
 
 
+def too_many_files_message(count: int | None = None) -> str:
+    """Said by the form and the API alike; the request parser may stop counting
+    before the last file, so the count can be unknown."""
+    many = f"{count} files is" if count is not None else "This upload has"
+    return (
+        f"{many} more than the {settings.UPLOAD_MAX_FILES} files allowed "
+        "in one upload; upload one study at a time or zip it."
+    )
+
+
 def _check_sizes(files: Sequence[UploadedFile]) -> None:
     if not files:
         raise UploadError("Choose at least one file: DICOM, PNG/JPG, NIfTI or a zip.")
     if len(files) > settings.UPLOAD_MAX_FILES:
-        raise UploadError(
-            f"{len(files)} files is more than the {settings.UPLOAD_MAX_FILES} allowed "
-            "in one upload; upload one study at a time or zip it."
-        )
+        raise UploadError(too_many_files_message(len(files)))
     total = sum(f.size for f in files)
     if total > settings.UPLOAD_MAX_BYTES:
         raise UploadError(
@@ -114,8 +122,32 @@ def _content_hash(hashes: dict[str, str]) -> str:
     return hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()
 
 
-def _rejected(load_rejected) -> list[dict]:
-    return [{"name": r.name, "reason": r.reason} for r in load_rejected]
+def _rejected(load_rejected, names: dict[str, str] | None = None) -> list[dict]:
+    return [
+        {"name": r.name, "reason": scrub_paths(r.reason, names=names)}
+        for r in load_rejected
+    ]
+
+
+def _server_roots() -> list[str]:
+    roots = {tempfile.gettempdir(), str(settings.DATA_DIR), str(settings.FILES_ROOT)}
+    roots |= {str(Path(r).resolve()) for r in roots}
+    return sorted(roots, key=len, reverse=True)
+
+
+def scrub_paths(text: str, *, names: dict[str, str] | None = None) -> str:
+    """A message for users names the file they uploaded, never a server path:
+    each spooled or stored path becomes the user's file name, and any other path
+    under the temporary folder or the data folder is removed."""
+    for path, name in sorted((names or {}).items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(path, name)
+    by_base = {Path(path).name: name for path, name in (names or {}).items()}
+    pattern = "|".join(re.escape(root.rstrip("/")) for root in _server_roots())
+    return re.sub(
+        rf"(?:{pattern})/[^\s'\"]*",
+        lambda m: by_base.get(Path(m.group(0)).name, "an uploaded file"),
+        text,
+    )
 
 
 def _person_name(value: str | None) -> str:
@@ -194,10 +226,9 @@ def study_create(
         try:
             result = ml_adapter.check_upload(paths, names=names)
         except ml_adapter.StudyLoadError as exc:
-            rejected = _rejected(getattr(exc, "rejected", []))
-            raise UploadError(
-                f"Nothing in this upload could be used: {exc}", rejected
-            ) from exc
+            rejected = _rejected(getattr(exc, "rejected", []), names)
+            message = f"Nothing in this upload could be used: {exc}"
+            raise UploadError(scrub_paths(message, names=names), rejected) from exc
         _check_modality(result.metadata)
         return _study_save(
             user=user,
@@ -260,8 +291,8 @@ def _study_save(
     return StudyCreateOutcome(
         study=study,
         created=True,
-        rejected=_rejected(result.rejected),
-        warnings=list(result.warnings),
+        rejected=_rejected(result.rejected, names),
+        warnings=[scrub_paths(w, names=names) for w in result.warnings],
     )
 
 
@@ -280,8 +311,8 @@ def _study_rows(
         modality=(metadata.modality or "CT")[:8],
         slice_count=len(result.slices),
         progress_total=len(result.slices),
-        rejected_files=_rejected(result.rejected),
-        warnings=list(result.warnings),
+        rejected_files=_rejected(result.rejected, names),
+        warnings=[scrub_paths(w, names=names) for w in result.warnings],
         dicom_metadata=_dicom_metadata(metadata),
         **_clinical_from(metadata, clinical),
     )
@@ -362,8 +393,18 @@ def _fail(study_id: int, token: str, message: str) -> None:
         status=StudyStatus.FAILED,
         bucket=WorklistBucket.FAILED,
         failed_at=timezone.now(),
-        error_message=message[:2000],
+        error_message=scrub_paths(message, names=_stored_names(study_id))[:2000],
     )
+
+
+def _stored_names(study_id: int) -> dict[str, str]:
+    root = storage.uploads_root()
+    return {
+        str(root / storage_name): original
+        for storage_name, original in StudyFile.objects.filter(
+            study_id=study_id
+        ).values_list("storage_name", "original_name")
+    }
 
 
 def _stored_paths(study: Study) -> tuple[list[Path], dict[str, str]]:
@@ -383,6 +424,8 @@ OUTSIDE_SCOPE_PRIORITY = -1.0
 def study_priority(*, label: str, probability: float, stroke_type: str) -> float:
     """Worklist order: suspected strokes above everything else, the surer first;
     a suspected bleed above a suspected infarct at equal probability."""
+    if not math.isfinite(probability):
+        probability = 0.0  # a non-finite value must not take the worklist over
     if label != Label.STROKE:
         return round(probability, 4)
     return round(1.0 + probability + (0.1 if stroke_type == "hemorrhagic" else 0.0), 4)
@@ -411,7 +454,11 @@ def study_process(*, study_id: int) -> str:
         analysis = _predict(study, model, token, loaded)
     except ml_adapter.OutsideModelScope as exc:
         return _outside_scope_store(
-            study=study, model=model, token=token, loaded=loaded, reason=str(exc)
+            study=study,
+            model=model,
+            token=token,
+            loaded=loaded,
+            reason=scrub_paths(str(exc), names=_stored_names(study_id)),
         )
     except (ml_adapter.StudyLoadError, ValueError, OSError) as exc:
         _fail(study_id, token, f"The study could not be analysed: {exc}")
@@ -467,7 +514,39 @@ def _predict(study: Study, model, token: str, load_result):
         raise ValueError(
             f"the model scored {len(analysis.slice_probabilities)} slices of {total}"
         )
+    _check_finite(analysis)
     return analysis
+
+
+def _check_finite(analysis) -> None:
+    """A NaN or infinity from the model (or from pixels that were not finite) would
+    make a "ready" study with a meaningless number; refuse it with a reason."""
+    values = {
+        "probability": [analysis.probability],
+        "confidence": [analysis.confidence],
+        "threshold": [analysis.threshold],
+        "lesion volume": [analysis.volume_ml],
+        "slice probabilities": list(analysis.slice_probabilities),
+        "stroke type probabilities": list((analysis.type_probabilities or {}).values()),
+        "timings": list((analysis.timings or {}).values()),
+    }
+    bad = [
+        name
+        for name, numbers in values.items()
+        if any(not _finite_number(v) for v in numbers if v is not None)
+    ]
+    if bad:
+        raise ValueError(
+            f"the AI returned a {', '.join(bad)} value that is not a finite number; "
+            "no result was stored"
+        )
+
+
+def _finite_number(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_all_slices_read(study: Study, load_result) -> None:

@@ -9,6 +9,7 @@ from the study's state, so exporting an unchanged study twice gives the same ids
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
 from typing import Any
@@ -98,24 +99,22 @@ def _volume(volume_ml: float) -> dict:
             "coding": [{"system": PORTAL_CODES, "code": "lesion-volume"}],
             "text": "Lesion volume (AI estimate)",
         },
-        "valueQuantity": {
-            "value": round(float(volume_ml), 1),
-            "unit": "mL",
-            "system": UCUM,
-            "code": "mL",
-        },
+        "valueQuantity": _quantity(volume_ml, 1, unit="mL", code="mL"),
     }
+
+
+def _quantity(value, digits: int, *, unit: str, code: str) -> dict:
+    """A FHIR Quantity; a non-finite stored value (JSON has none) is left out."""
+    quantity: dict[str, Any] = {"unit": unit, "system": UCUM, "code": code}
+    if value is not None and math.isfinite(float(value)):
+        quantity = {"value": round(float(value), digits), **quantity}
+    return quantity
 
 
 def _fraction(code: str, text: str, value: float) -> dict:
     return {
         "code": {"coding": [{"system": PORTAL_CODES, "code": code}], "text": text},
-        "valueQuantity": {
-            "value": round(float(value), 4),
-            "unit": "probability",
-            "system": UCUM,
-            "code": "1",
-        },
+        "valueQuantity": _quantity(value, 4, unit="probability", code="1"),
     }
 
 

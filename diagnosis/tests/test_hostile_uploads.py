@@ -1,0 +1,248 @@
+"""Uploads and results meant to break the portal (issue 13, "One upload can blind the
+radiologists"): non-finite numbers, too many files, server paths in messages. Each
+goes through the real entry point: the upload API, the Celery task, the pages."""
+
+import gzip
+import math
+import tempfile
+
+import numpy as np
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+
+from diagnosis import apis, services, storage
+from diagnosis.models import AIResult, Slice, Study, StudyFile, StudyStatus
+from diagnosis.tasks import study_process_task
+from ml.tests.io_factories import save_nifti
+
+from .conftest import fake_analysis, uploads_of
+
+LIST = reverse("api:study-list")
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    calls = []
+    monkeypatch.setattr("diagnosis.tasks.study_process_task.delay", calls.append)
+    return calls
+
+
+def api_upload(client, files):
+    return client.post(LIST, {"files": files}, format="multipart")
+
+
+# --- 1. Non-finite numbers ------------------------------------------------------
+NAN, INF = float("nan"), float("inf")
+
+
+def _nan_analyses():
+    yield "probability", fake_analysis(probability=NAN)
+    a = fake_analysis()
+    a.confidence = INF
+    yield "confidence", a
+    a = fake_analysis()
+    a.slice_probabilities[2] = NAN
+    yield "slice probabilities", a
+    a = fake_analysis()
+    a.volume_ml = -INF
+    yield "volume", a
+    a = fake_analysis()
+    a.timings = {"predict": NAN}
+    yield "timings", a
+    a = fake_analysis()
+    a.type_probabilities = {"hemorrhagic": NAN, "ischemic": 0.5}
+    yield "type probabilities", a
+
+
+@pytest.mark.parametrize(
+    "what,analysis", list(_nan_analyses()), ids=[w for w, _ in _nan_analyses()]
+)
+def test_non_finite_result_fails_the_study_and_the_api_still_answers(
+    what,
+    analysis,
+    api_clinician,
+    series_dir,
+    enqueued,
+    active_model,
+    stub_analysis,
+):
+    stub_analysis.next = analysis
+    study_id = api_upload(api_clinician, uploads_of(series_dir)).json()["id"]
+    study_process_task.apply(args=[study_id])
+
+    study = Study.objects.get(pk=study_id)
+    assert study.status == StudyStatus.FAILED
+    assert "not a finite number" in study.error_message
+    assert math.isfinite(study.priority)
+    assert not AIResult.objects.filter(study=study).exists()
+    assert all(
+        p is None or math.isfinite(p)
+        for p in study.slices.values_list("probability", flat=True)
+    )
+    listing = api_clinician.get(LIST)
+    assert listing.status_code == 200
+    detail = api_clinician.get(reverse("api:study-detail", args=[study_id]))
+    assert detail.status_code == 200
+
+
+def test_non_finite_values_stored_by_older_code_cannot_break_the_api(
+    api_clinician, series_dir, enqueued, active_model, stub_analysis
+):
+    """NaN already in the database (written before this fix) is answered as absent,
+    and the database refuses a NaN priority: it would top every worklist."""
+    sure = api_upload(api_clinician, uploads_of(series_dir)).json()["id"]
+    study_process_task.apply(args=[sure])
+    stub_analysis.next = fake_analysis(probability=0.2, label="normal", slices=6)
+    poisoned = api_upload(api_clinician, uploads_of(series_dir)[:6]).json()["id"]
+    study_process_task.apply(args=[poisoned])
+    Study.objects.filter(pk=poisoned).update(ai_confidence=NAN, ai_volume_ml=INF)
+    AIResult.objects.filter(study_id=poisoned).update(probability=NAN, confidence=INF)
+    Slice.objects.filter(study_id=poisoned, index=2).update(probability=NAN)
+    for value in (NAN, INF, -INF):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Study.objects.filter(pk=poisoned).update(priority=value)
+
+    listing = api_clinician.get(LIST)
+    assert listing.status_code == 200
+    rows = listing.json()["results"]
+    assert [r["id"] for r in rows] == [sure, poisoned]
+    assert rows[1]["ai_confidence"] is None and rows[1]["ai_volume_ml"] is None
+    detail = api_clinician.get(reverse("api:study-detail", args=[poisoned]))
+    assert detail.status_code == 200
+    body = detail.json()
+    assert body["result"]["probability"] is None
+    assert body["slice_probabilities"][2] is None
+    fhir = api_clinician.get(reverse("api:study-report-fhir", args=[poisoned]))
+    assert fhir.status_code == 200
+    assert "NaN" not in fhir.content.decode()
+    page = api_clinician.get(reverse("reports:study-fhir", args=[poisoned]))
+    assert page.status_code in (200, 302)
+
+
+def test_priority_of_a_non_finite_probability_is_finite():
+    from diagnosis.services import study_priority
+
+    for value in (NAN, INF, -INF):
+        assert math.isfinite(
+            study_priority(label="stroke", probability=value, stroke_type="")
+        )
+    assert math.isfinite(apis.finite_or_none(1.0))
+
+
+# --- 2. Too many files ------------------------------------------------------------
+def test_too_many_files_in_one_api_request_is_a_400_naming_the_limit(
+    api_clinician, enqueued
+):
+    files = [
+        SimpleUploadedFile(f"{i:05d}.dcm", b"x")
+        for i in range(settings.UPLOAD_MAX_FILES + 1)
+    ]
+    response = api_upload(api_clinician, files)
+    assert response.status_code == 400
+    assert str(settings.UPLOAD_MAX_FILES) in response.json()["detail"]
+    assert not Study.objects.exists() and not StudyFile.objects.exists()
+    assert enqueued == []
+
+
+# --- 3. No server path in any message ----------------------------------------------
+def _server_roots() -> list[str]:
+    return [
+        str(settings.DATA_DIR),
+        str(settings.FILES_ROOT),
+        tempfile.gettempdir(),
+        "upload-",
+    ]
+
+
+def _assert_no_server_path(text: str) -> None:
+    for root in _server_roots():
+        assert root not in text, f"{root!r} leaked in {text!r}"
+
+
+CORRUPT = {
+    "x.png": b"\x89PNG\r\n\x1a\n" + b"garbage" * 20,
+    "x.jpg": b"\xff\xd8\xff" + b"garbage" * 20,
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPT))
+def test_corrupt_image_is_refused_naming_only_the_uploaded_file(
+    name, api_clinician, enqueued
+):
+    response = api_upload(api_clinician, [SimpleUploadedFile(name, CORRUPT[name])])
+    assert response.status_code == 400
+    _assert_no_server_path(response.content.decode())
+    assert response.json()["rejected"][0]["name"] == name
+
+
+@pytest.mark.parametrize("name", list(CORRUPT))
+def test_corrupt_image_beside_a_good_series_names_only_the_uploaded_file(
+    name, api_clinician, as_clinician, series_dir, enqueued
+):
+    bad = SimpleUploadedFile(name, CORRUPT[name])
+    response = api_upload(api_clinician, [*uploads_of(series_dir), bad])
+    assert response.status_code == 201
+    _assert_no_server_path(response.content.decode())
+    study = Study.objects.get()
+    _assert_no_server_path(str(study.rejected_files) + str(study.warnings))
+    page = as_clinician.get(reverse("diagnosis:study-detail", args=[study.pk]))
+    _assert_no_server_path(page.content.decode())
+
+
+def test_nifti_with_truncated_voxels_fails_naming_the_uploaded_file(
+    api_clinician, as_clinician, tmp_path, enqueued, active_model, stub_analysis
+):
+    hu = np.full((64, 64, 8), 40, np.int16)
+    path = save_nifti(tmp_path / "head.nii.gz", hu, affine=np.eye(4))
+    upload = SimpleUploadedFile("head.nii.gz", path.read_bytes())
+    study_id = api_upload(api_clinician, [upload]).json()["id"]
+    for stored in StudyFile.objects.filter(study_id=study_id):
+        # The header is whole (the upload passed its check); the voxels end early.
+        target = storage.uploads_root() / stored.storage_name
+        target.write_bytes(gzip.compress(gzip.decompress(target.read_bytes())[:400]))
+    study_process_task.apply(args=[study_id])
+    study = Study.objects.get(pk=study_id)
+    assert study.status == StudyStatus.FAILED
+    assert "head.nii.gz" in study.error_message
+    _assert_no_server_path(study.error_message)
+    detail = api_clinician.get(reverse("api:study-detail", args=[study_id]))
+    _assert_no_server_path(detail.content.decode())
+    page = as_clinician.get(reverse("diagnosis:study-detail", args=[study_id]))
+    _assert_no_server_path(page.content.decode())
+
+
+def test_server_paths_are_mapped_back_or_removed():
+    names = {"/tmp/upload-ab/00000_x.jpg": "scans/x.jpg"}
+    text = services.scrub_paths(
+        "cannot identify image file '/tmp/upload-ab/00000_x.jpg'", names=names
+    )
+    assert text == "cannot identify image file 'scans/x.jpg'"
+    other = f"[Errno 2] No such file: '{settings.FILES_ROOT}/uploads/ab/cd.bin'"
+    assert str(settings.FILES_ROOT) not in services.scrub_paths(other)
+
+
+def test_corrupt_nifti_fails_naming_only_the_uploaded_file(
+    api_clinician, as_clinician, tmp_path, enqueued, active_model, stub_analysis
+):
+    hu = np.full((64, 64, 8), 40, np.int16)
+    path = save_nifti(tmp_path / "head.nii", hu, affine=np.eye(4))
+    data = path.read_bytes()
+    upload = SimpleUploadedFile("head.nii", data[: len(data) - 20000])
+    response = api_upload(api_clinician, [upload])
+    _assert_no_server_path(response.content.decode())
+    if response.status_code == 400:
+        assert "head.nii" in response.content.decode()
+        return
+    study_id = response.json()["id"]
+    study_process_task.apply(args=[study_id])
+    study = Study.objects.get(pk=study_id)
+    assert study.status == StudyStatus.FAILED
+    assert "head.nii" in study.error_message
+    _assert_no_server_path(study.error_message)
+    detail = api_clinician.get(reverse("api:study-detail", args=[study_id]))
+    _assert_no_server_path(detail.content.decode())
+    page = as_clinician.get(reverse("diagnosis:study-detail", args=[study_id]))
+    _assert_no_server_path(page.content.decode())
