@@ -188,6 +188,7 @@ def test_corrupt_image_beside_a_good_series_names_only_the_uploaded_file(
     _assert_no_server_path(response.content.decode())
     study = Study.objects.get()
     _assert_no_server_path(str(study.rejected_files) + str(study.warnings))
+    _assert_no_server_path(str(list(study.slices.values_list("source_name"))))
     page = as_clinician.get(reverse("diagnosis:study-detail", args=[study.pk]))
     _assert_no_server_path(page.content.decode())
 
