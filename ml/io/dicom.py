@@ -21,6 +21,7 @@ from ml.io.geometry import SAME_POSITION_MM, plane_name, slice_normal, spacing_s
 from ml.io.limits import LoadLimits
 from ml.io.plan import Candidate, Expected, rejected_only, split_majority
 from ml.io.sources import Source
+from ml.io.text import clean_text
 from ml.io.types import LoadResult, Rejected, SliceInfo
 
 _LABEL = "DICOM"
@@ -139,7 +140,9 @@ def _frames_to_use(source: Source, *, limits: LoadLimits) -> list[Frame]:
     ds = read_header(source)
     try:
         reason = set_aside_reason(ds, source=source, limits=limits)
-        frames = frames_of(ds, source=source)
+        # Only now: the frame list is as long as the header says (NumberOfFrames
+        # 1000000000 would take minutes), and the reason has checked that size.
+        frames = [] if reason else frames_of(ds, source=source)
     except Exception as exc:  # a damaged but parseable header, e.g. a broken sequence
         raise ValueError(
             f"unusable DICOM header ({type(exc).__name__}: {exc})"
@@ -202,6 +205,7 @@ def series_label(ds: Dataset) -> str:
     label = (
         str(number) if number not in (None, "") else str(ds.get("SeriesInstanceUID"))
     )
+    label, description = clean_text(label), clean_text(description)
     return f'{label} "{description}"' if description else label
 
 
@@ -309,7 +313,13 @@ def _syntax_of(frame: Frame) -> str:
 
 
 def _undecodable(exc: Exception) -> str:
+    if isinstance(exc, NotFinite):
+        return str(exc)
     return f"pixel data could not be decoded ({type(exc).__name__}: {exc})"
+
+
+class NotFinite(ValueError):
+    """Decoded pixels hold NaN or infinity; the message is the reason to show."""
 
 
 def _rescale(stored: np.ndarray, *, ds: Dataset, index: int) -> np.ndarray:
@@ -317,8 +327,17 @@ def _rescale(stored: np.ndarray, *, ds: Dataset, index: int) -> np.ndarray:
     item = functional_group(
         ds, index=index, sequence="PixelValueTransformationSequence"
     )
-    rescaled = apply_modality_lut(stored, item if item is not None else ds)
-    return np.asarray(rescaled, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+        rescaled = np.asarray(
+            apply_modality_lut(stored, item if item is not None else ds),
+            dtype=np.float32,
+        )
+    if not np.isfinite(rescaled).all():
+        raise NotFinite(
+            "pixel values are not finite numbers after rescale "
+            "(NaN or infinite; check RescaleSlope, RescaleIntercept and the pixel data)"
+        )
+    return rescaled
 
 
 def _slice_info(frame: Frame) -> SliceInfo:
@@ -332,7 +351,7 @@ def _slice_info(frame: Frame) -> SliceInfo:
 
 
 def _uid(frame: Frame, keyword: str) -> str:
-    return str(frame.ds.get(keyword) or "")
+    return clean_text(frame.ds.get(keyword) or "")
 
 
 def _by_file(frames: list[Frame], reason: Callable[[Frame], str]) -> list[Rejected]:

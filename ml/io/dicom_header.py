@@ -18,8 +18,9 @@ from pydicom.uid import (
 )
 
 from ml.io.geometry import slice_normal
-from ml.io.limits import LoadLimits, check_pixels
+from ml.io.limits import LoadLimits, check_pixels, format_bytes
 from ml.io.sources import Source
+from ml.io.text import finite_or_none
 
 _DEFER_BYTES = 4096  # large values (pixel data) are read only when decoded
 _DICOMDIR = "1.2.840.10008.1.3.10"
@@ -127,10 +128,16 @@ def set_aside_reason(ds: Dataset, *, source: Source, limits: LoadLimits) -> str:
     sop = str(
         ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", "")
     )
-    for reason in (_kind_reason(ds, sop=sop), _image_reason(ds, limits=limits)):
-        if reason:
-            return reason
-    return _truncation_reason(ds, source=source)
+    reasons = (
+        lambda: _kind_reason(ds, sop=sop),
+        lambda: _image_reason(ds, limits=limits),
+        lambda: _rescale_reason(ds),
+        lambda: _truncation_reason(ds, source=source),
+    )
+    for reason in reasons:  # in order: later checks trust the sizes earlier ones passed
+        if found := reason():
+            return found
+    return ""
 
 
 def frames_of(ds: Dataset, *, source: Source) -> list[Frame]:
@@ -227,11 +234,51 @@ def _image_reason(ds: Dataset, *, limits: LoadLimits) -> str:
         check_pixels(rows=rows, columns=columns, limits=limits)
     except ValueError as exc:
         return str(exc)
-    if frame_count(ds) > limits.max_slices:
-        return f"has {frame_count(ds)} frames; at most {limits.max_slices} can be read"
+    frames = frame_count(ds)
+    if frames > limits.max_slices:
+        return f"has {frames} frames; at most {limits.max_slices} can be read"
     samples = _int_or_none(ds.get("SamplesPerPixel")) or 1
     if samples != 1:
         return f"colour image ({samples} samples per pixel); CT and MR are grayscale"
+    return _declared_size_reason(ds, rows * columns * frames, limits=limits)
+
+
+def _declared_size_reason(ds: Dataset, pixels: int, *, limits: LoadLimits) -> str:
+    """Refuse, from the header alone, pixel data larger than a file may be or whose
+    float32 volume would pass the upload's limit: nothing is allocated for it."""
+    stored_bytes = pixels * max(
+        1, -(-(_int_or_none(ds.get("BitsAllocated")) or 16) // 8)
+    )
+    decoded_bytes = pixels * 4  # float32 after the modality LUT
+    if stored_bytes > limits.max_file_bytes or decoded_bytes > limits.max_total_bytes:
+        return (
+            f"header declares {frame_count(ds)} frame(s) of {ds.Columns}x{ds.Rows} "
+            f"pixels ({format_bytes(decoded_bytes)} decoded); at most "
+            f"{format_bytes(limits.max_file_bytes)} per file and "
+            f"{format_bytes(limits.max_total_bytes)} per upload can be read"
+        )
+    return ""
+
+
+_RESCALE_TAGS = ("RescaleSlope", "RescaleIntercept")
+
+
+def _rescale_reason(ds: Dataset) -> str:
+    """A non-finite slope or intercept makes every pixel NaN or infinite."""
+    groups = [ds] + [
+        item
+        for sequence in (
+            "SharedFunctionalGroupsSequence",
+            "PerFrameFunctionalGroupsSequence",
+        )
+        for group in _items(ds.get(sequence))
+        for item in _items(group.get("PixelValueTransformationSequence"))
+    ]
+    for item in groups:
+        for keyword in _RESCALE_TAGS:
+            value = item.get(keyword)
+            if value not in (None, "") and finite_or_none(value) is None:
+                return f"{keyword} is not a finite number"
     return ""
 
 

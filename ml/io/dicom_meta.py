@@ -10,6 +10,7 @@ from pydicom.valuerep import DA, TM
 
 from ml.io.dicom_header import Frame, frame_attr
 from ml.io.geometry import slice_normal, spacing_stats, tilt_deg
+from ml.io.text import clean_text, finite_or_none
 from ml.io.types import StudyMetadata
 
 _TEXT_FIELDS = {
@@ -42,8 +43,8 @@ def study_metadata(
         **{field: _text(ds, keyword) for field, keyword in _TEXT_FIELDS.items()},
         study_date=_date(ds.get("StudyDate")),
         study_time=_time(ds.get("StudyTime")),
-        series_number=_number(ds.get("SeriesNumber"), int),
-        slice_thickness_mm=_number(_measure(ds, "SliceThickness"), float),
+        series_number=_integer(ds.get("SeriesNumber")),
+        slice_thickness_mm=finite_or_none(_measure(ds, "SliceThickness")),
         pixel_spacing_mm=_pair(_measure(ds, "PixelSpacing")),
         slice_spacing_mm=spacing,
         uneven_spacing=uneven,
@@ -59,7 +60,7 @@ def gantry_tilt(frames: list[Frame]) -> float | None:
     The geometric tilt is the angle between the slice normal and the step between
     the first and last ImagePositionPatient; None when neither is known.
     """
-    header = _number(frames[0].ds.get("GantryDetectorTilt"), float)
+    header = finite_or_none(frames[0].ds.get("GantryDetectorTilt"))
     if header:
         return header
     geometric = _geometric_tilt(frames)
@@ -89,30 +90,28 @@ def _measure(ds: Dataset, keyword: str):
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
-    value = ds.get(keyword)
-    text = str(value).strip() if value is not None else ""
-    return text or None
+    return clean_text(ds.get(keyword)) or None
 
 
-def _number(value, kind: type):
+def _integer(value) -> int | None:
     try:
-        return kind(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
 def _first(value) -> float | None:
     if value is not None and not isinstance(value, str | bytes | float | int):
         value = next(iter(value), None)
-    return _number(value, float)
+    return finite_or_none(value)
 
 
 def _pair(value) -> tuple[float, float] | None:
     try:
-        row, column = (float(v) for v in value)
+        row, column = (finite_or_none(v) for v in value)
     except (TypeError, ValueError):
         return None
-    return row, column
+    return None if row is None or column is None else (row, column)
 
 
 def _date(value) -> datetime.date | None:

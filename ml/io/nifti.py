@@ -21,6 +21,7 @@ from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from ml.io.limits import LimitExceeded, LoadLimits, check_pixels
 from ml.io.plan import Candidate, Expected, empty_result, rejected_only
 from ml.io.sources import Source
+from ml.io.text import clean_text
 from ml.io.types import (
     UNKNOWN_UNITS,
     LoadResult,
@@ -197,7 +198,7 @@ def _positions(affine: np.ndarray, *, depth: int) -> list[float]:
 
 def _metadata(found: _Header, affine: np.ndarray, *, units: str) -> StudyMetadata:
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    description = found.header["descrip"].item().decode("latin-1").strip("\0 ")
+    description = clean_text(found.header["descrip"].item().decode("latin-1"))
     return StudyMetadata(
         source_kind="nifti",
         units=units,

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ml.io.text import clean_text
+
 #: How many rejected files a :class:`StudyLoadError` message names before "and N more".
 _NAMED_IN_MESSAGE = 5
 #: ``StudyMetadata.units`` when only decoding the voxels can tell (a NIfTI checked
@@ -20,6 +22,10 @@ class Rejected:
 
     name: str
     reason: str
+
+    def __post_init__(self) -> None:
+        # Reasons quote header text (series descriptions, UIDs) and decoder messages.
+        object.__setattr__(self, "reason", clean_text(self.reason))
 
 
 @dataclass(frozen=True)
