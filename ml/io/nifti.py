@@ -21,7 +21,7 @@ from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from ml.io.limits import LimitExceeded, LoadLimits, check_pixels
 from ml.io.plan import Candidate, Expected, empty_result, rejected_only
 from ml.io.sources import Source
-from ml.io.text import clean_text
+from ml.io.text import clean_text, finite_or_none
 from ml.io.types import (
     UNKNOWN_UNITS,
     LoadResult,
@@ -162,6 +162,10 @@ def _load(found: _Header) -> LoadResult:
         return empty_result(
             kind="nifti", rejected=[Rejected(found.source.name, _reason(exc))]
         )
+    if not np.isfinite(volume).all():
+        return empty_result(
+            kind="nifti", rejected=[Rejected(found.source.name, _NOT_FINITE)]
+        )
     return LoadResult(
         volume=volume,
         slices=_slices(found, affine, depth=volume.shape[0]),
@@ -203,9 +207,14 @@ def _metadata(found: _Header, affine: np.ndarray, *, units: str) -> StudyMetadat
         source_kind="nifti",
         units=units,
         study_description=description or None,
-        pixel_spacing_mm=(float(zooms[1]), float(zooms[0])),
-        slice_spacing_mm=float(zooms[2]),
+        pixel_spacing_mm=_pair(zooms[1], zooms[0]),
+        slice_spacing_mm=finite_or_none(zooms[2]),
     )
+
+
+def _pair(row, column) -> tuple[float, float] | None:
+    row, column = finite_or_none(row), finite_or_none(column)
+    return None if row is None or column is None else (row, column)
 
 
 def _units(volume: np.ndarray) -> str:
@@ -229,4 +238,8 @@ def _reason(exc: Exception) -> str:
     return f"corrupt NIfTI file ({type(exc).__name__}: {exc})"
 
 
+_NOT_FINITE = (
+    "voxel values are not finite numbers (NaN or infinite); "
+    "save the volume without NaN masking"
+)
 _ANOTHER_VOLUME = "another NIfTI volume; upload one study (one volume) at a time"

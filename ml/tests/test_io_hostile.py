@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from ml.io import check_upload, load_study
+from ml.io import StudyLoadError, check_upload, load_study
 from ml.synthetic import make_phantom, write_dicom_series
 
 _SLICES = 4
@@ -151,3 +151,13 @@ def test_load_study_strips_control_characters_from_nifti_descrip(tmp_path):
     nib.save(image, path)
     for result in _both(path):
         assert result.metadata.study_description == "brainct scan"
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_load_study_refuses_a_nifti_with_non_finite_voxels(tmp_path, bad):
+    volume = np.zeros((8, 8, 3), np.float32)
+    volume[1, 1, 1] = bad
+    path = tmp_path / "head.nii"
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
+    with pytest.raises(StudyLoadError, match="voxel values are not finite"):
+        load_study(path)
