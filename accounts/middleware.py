@@ -58,3 +58,19 @@ class PasswordChangeRequiredMiddleware:
                 messages.warning(request, "Choose a new password to continue.")
                 return redirect("accounts:password-change")
         return self.get_response(request)
+
+
+class NoStoreMiddleware:
+    """Patient data must not stay in a browser's or a proxy's cache: every response
+    the portal builds (pages, API, downloads) says ``Cache-Control: no-store`` unless
+    its view chose a policy of its own (slice images: private, for the viewer's
+    scrolling). Static files are served before this runs and keep theirs."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store, private"
+        return response
