@@ -88,3 +88,18 @@ def test_anonymous_api_call_gets_json_401_or_403(client, db):
 
 def test_healthz_reports_the_database(client, db):
     assert client.get(reverse("healthz")).json() == {"status": "ok"}
+
+
+def test_a_locked_out_account_gets_429_from_the_token_api_even_with_its_password(
+    client, radiologist, settings
+):
+    url = reverse("api:token-create")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post(url, {"username": radiologist.username, "password": "nope"})
+    response = client.post(
+        url,
+        {"username": radiologist.username, "password": "correct-horse-battery-staple"},
+    )
+    assert response.status_code == 429
+    assert "locked" in response.json()["detail"]
+    assert response.json()["locked_for_minutes"] > 0
