@@ -252,3 +252,41 @@ def study_prediction(
         slice_threshold=None if slice_threshold is None else float(slice_threshold),
         read_slices=read_slices,
     )
+
+
+#: Why a model that reads brain slices declines a study without any.
+NO_BRAIN = (
+    "it does not look like an axial head CT (no slice shows brain tissue); "
+    "the model reads head CT only"
+)
+
+
+def brain_slice_prediction(
+    card: Any,
+    slice_p: np.ndarray,
+    is_brain: np.ndarray,
+    *,
+    backend: str,
+    default_aggregation: str,
+) -> StudyPrediction:
+    """The :class:`StudyPrediction` of a model that reads brain slices only (the
+    lesion-feature and segmentation models): the study probability aggregates the
+    ``is_brain`` slices by the card's rule (``extra.aggregation``, ``extra.top_k``),
+    the others are "not read". OutsideModelScope when no slice shows brain."""
+    brain = np.asarray(is_brain, bool)
+    if not brain.any():
+        raise OutsideModelScope(NO_BRAIN)
+    method = str(card.extra.get("aggregation", default_aggregation))
+    k = int(card.extra.get("top_k", DEFAULT_TOP_K))
+    study_p = aggregate_slices(slice_p, method=method, k=k, eligible=brain)
+    return study_prediction(
+        card,
+        slice_p,
+        study_p=study_p,
+        aggregation=(
+            f"{describe_aggregation(method=method, k=k)} of the {int(brain.sum())} "
+            "brain slices (neck, face and vertex slices do not count)"
+        ),
+        backend=backend,
+        read_slices=[bool(b) for b in brain],
+    )

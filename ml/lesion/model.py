@@ -189,12 +189,9 @@ def study_probability(
     """The study's probability from its brain slices only, by the one aggregation
     rule the portal serves with (``ml.inference.results.aggregate_slices``).
     OutsideModelScope (a ValueError) when no slice shows brain."""
-    from ml.inference.results import OutsideModelScope, aggregate_slices
+    from ml.inference.results import NO_BRAIN, OutsideModelScope, aggregate_slices
 
     brain = np.asarray(is_brain, bool)
     if not brain.any():
-        raise OutsideModelScope(
-            "it does not look like an axial head CT (no slice shows brain tissue); "
-            "the model reads head CT only"
-        )
+        raise OutsideModelScope(NO_BRAIN)
     return aggregate_slices(np.asarray(slice_p)[brain], method=method, k=k)

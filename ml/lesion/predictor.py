@@ -18,11 +18,9 @@ import numpy as np
 from ml.brain import BrainStudy, brain_study
 from ml.inference.predictor import OnnxStatus
 from ml.inference.results import (
-    DEFAULT_TOP_K,
     StudyPrediction,
+    brain_slice_prediction,
     check_study,
-    describe_aggregation,
-    study_prediction,
 )
 from ml.lesion.features import lesion_map
 from ml.lesion.model import (
@@ -30,7 +28,6 @@ from ml.lesion.model import (
     LesionModel,
     slice_probabilities,
     study_features,
-    study_probability,
 )
 from ml.modelfile import ModelCard, ModelFileError
 
@@ -90,22 +87,14 @@ class LesionPredictor:
         slice_p = slice_probabilities(
             self.model, features, study.is_brain, temperature=card.temperature
         )
-        method = str(card.extra.get("aggregation", "topk"))
-        k = int(card.extra.get("top_k", DEFAULT_TOP_K))
-        study_p = study_probability(slice_p, study.is_brain, method=method, k=k)
         if progress is not None:
             progress(len(slice_p), len(slice_p))
-        brain_count = int(study.is_brain.sum())
-        prediction = study_prediction(
+        prediction = brain_slice_prediction(
             card,
             slice_p,
-            study_p=study_p,
-            aggregation=(
-                f"{describe_aggregation(method=method, k=k)} of the {brain_count} "
-                "brain slices (neck, face and vertex slices do not count)"
-            ),
+            study.is_brain,
             backend=self.backend,
-            read_slices=[bool(b) for b in study.is_brain],
+            default_aggregation="topk",
         )
         prediction.timings = {
             "preprocess_s": prepared - start,

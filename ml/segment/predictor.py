@@ -19,13 +19,11 @@ import numpy as np
 from ml.brain import BrainConfig, BrainStudy, brain_study
 from ml.inference.predictor import OnnxStatus
 from ml.inference.results import (
-    DEFAULT_TOP_K,
+    NO_BRAIN,
     OutsideModelScope,
     StudyPrediction,
-    aggregate_slices,
+    brain_slice_prediction,
     check_study,
-    describe_aggregation,
-    study_prediction,
     temperature_sigmoid,
 )
 from ml.modelfile import ModelCard, ModelFileError
@@ -38,10 +36,6 @@ if TYPE_CHECKING:
 
 ONNX_FILE = "model.onnx"
 BATCH = 16
-NO_BRAIN = (
-    "it does not look like an axial head CT (no slice shows brain tissue); "
-    "the model reads head CT only"
-)
 
 
 class SegPredictor:
@@ -134,22 +128,14 @@ class SegPredictor:
         slice_p = np.where(
             study.is_brain, temperature_sigmoid(raw, temperature=card.temperature), 0.0
         ).astype(np.float32)
-        method = str(card.extra.get("aggregation", "max"))
-        k = int(card.extra.get("top_k", DEFAULT_TOP_K))
-        study_p = aggregate_slices(slice_p, method=method, k=k, eligible=study.is_brain)
         if progress is not None:
             progress(len(slice_p), len(slice_p))
-        brain_count = int(study.is_brain.sum())
-        prediction = study_prediction(
+        prediction = brain_slice_prediction(
             card,
             slice_p,
-            study_p=study_p,
-            aggregation=(
-                f"{describe_aggregation(method=method, k=k)} of the {brain_count} "
-                "brain slices (neck, face and vertex slices do not count)"
-            ),
+            study.is_brain,
             backend=self.backend,
-            read_slices=[bool(b) for b in study.is_brain],
+            default_aggregation="max",
         )
         meta = load_result.metadata
         on_slice = [
