@@ -117,6 +117,9 @@ class Study(BaseModel):
     # message take over from a worker that died.
     claim_token = models.CharField(max_length=32, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When the sweeper last sent the study again (diagnosis.recovery), so that it
+    # sends one message per lease, not one per sweep, while no worker takes it.
+    resent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -5,7 +5,7 @@ from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError
 
-from . import services
+from . import recovery, services
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,14 @@ def study_process_task(self, study_id: int) -> str:
         # next attempt takes over.
         raise self.retry(countdown=settings.PROCESSING_LEASE_SECONDS, max_retries=20)
     return outcome
+
+
+@shared_task(name="diagnosis.tasks.study_sweep_task", ignore_result=True)
+def study_sweep_task() -> dict:
+    """Beat, every STUDY_SWEEP_SECONDS: studies whose worker died or whose message was
+    lost are sent again (diagnosis.recovery)."""
+    result = recovery.studies_requeue_stalled()
+    return {"resent": result.resent, "failed": result.failed}
 
 
 @worker_process_init.connect

@@ -303,6 +303,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
     for _folder in ("queue", "control"):
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+else:
+    # Redis gives a message its worker has not acknowledged to another worker only
+    # after this long, one value for every queue. It must outlast the longest task, a
+    # retraining job (RETRAIN_TIME_LIMIT_SECONDS, 6 h by default), or Redis would start
+    # a second copy of a job that still runs. A dead inference worker's study does not
+    # wait for it: the sweeper below re-sends it once its lease has run out.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int(
+            "BROKER_VISIBILITY_TIMEOUT_SECONDS", default=24 * 3600
+        ),
+    }
 CELERY_RESULT_BACKEND = env_text("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
 CELERY_TASK_DEFAULT_QUEUE = "default"
@@ -312,8 +323,17 @@ CELERY_TASK_ROUTES = {
     "reports.tasks.*": {"queue": "default"},
     # Loading an uploaded model means TensorFlow: the training worker does it.
     "feedback.tasks.model_check_task": {"queue": "training"},
+    # Not behind the studies it rescues, nor held up by a dead inference worker.
+    "diagnosis.tasks.study_sweep_task": {"queue": "default"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A pool process reports to its worker only after worker_process_init, where it loads
+# the TensorFlow model (diagnosis.tasks._load_active_model, 8-10 s). Celery's default
+# of 4 s killed every replacement of a lost pool process before it could report, in a
+# loop, while studies waited (issue 13).
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = env.float(
+    "CELERY_WORKER_PROC_ALIVE_TIMEOUT", default=60.0
+)
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
@@ -321,6 +341,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.sessions_clear_expired",
         "schedule": timedelta(hours=6),
     },
+}
+# Studies whose worker died (a stale heartbeat) or whose message the broker lost (queued
+# with an empty queue) are sent again (diagnosis.recovery); a study that has stopped
+# its worker STUDY_MAX_ATTEMPTS times is failed instead of killing the next one.
+STUDY_SWEEP_SECONDS = env.int("STUDY_SWEEP_SECONDS", default=30)
+STUDY_MAX_ATTEMPTS = env.int("STUDY_MAX_ATTEMPTS", default=3)
+CELERY_BEAT_SCHEDULE["requeue-stalled-studies"] = {
+    "task": "diagnosis.tasks.study_sweep_task",
+    "schedule": timedelta(seconds=STUDY_SWEEP_SECONDS),
+    # A sweep nobody ran in time is replaced by the next one, not queued up.
+    "options": {"expires": STUDY_SWEEP_SECONDS},
 }
 # Retraining when enough confirmed feedback has come in (0 hours = never).
 RETRAIN_EVERY_HOURS = env.int("RETRAIN_EVERY_HOURS", default=24 * 7)
