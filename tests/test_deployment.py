@@ -46,6 +46,22 @@ def test_compose_file_has_the_promised_services():
     assert {"postgres-data", "portal-files"} <= set(compose["volumes"])
 
 
+def test_compose_serves_the_portal_only_through_its_proxy():
+    """Only nginx is published: a client reaching gunicorn's sync workers directly
+    could pin them with slow bodies (tests/test_proxy.py shows both sides)."""
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert "ports" not in services["web"]
+    proxy = services["proxy"]
+    assert proxy["ports"] == ["${PORTAL_PORT:-8000}:80"]
+    mounted = {volume.split(":")[0] for volume in proxy["volumes"]}
+    assert "./deploy/nginx/portal.conf" in mounted
+    assert compose["x-portal"]["environment"]["TRUSTED_PROXY_COUNT"].startswith(
+        "${TRUSTED_PROXY_COUNT:-1}"
+    )
+
+
 def test_compose_activates_the_shipped_model_and_the_image_holds_no_secrets():
     yaml = pytest.importorskip("yaml")
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
