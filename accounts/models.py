@@ -1,5 +1,6 @@
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
 
 
 class Role(models.TextChoices):
@@ -64,9 +65,16 @@ class AuditQuerySet(models.QuerySet):
 
 
 class AuditEntry(models.Model):
-    """Who did what, when, from where, to which object, and with what outcome."""
+    """Who did what, when, from where, to which object, and with what outcome.
 
-    timestamp = models.DateTimeField(auto_now_add=True, db_index=True)
+    Entries form a hash chain in id order: `entry_hash` is the sha256 of the entry's
+    fields and `prev_hash`, the previous entry's `entry_hash` (see accounts.audit), so
+    that an entry changed or removed with SQL shows in `manage.py audit_verify`."""
+
+    # Set by audit_record, which hashes it, rather than by save() afterwards.
+    timestamp = models.DateTimeField(
+        default=timezone.now, editable=False, db_index=True
+    )
     actor = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -83,6 +91,8 @@ class AuditEntry(models.Model):
     user_agent = models.CharField(max_length=300, blank=True)
     path = models.CharField(max_length=300, blank=True)
     detail = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    entry_hash = models.CharField(max_length=64, editable=False)
 
     objects = AuditQuerySet.as_manager()
 
