@@ -3,6 +3,8 @@ plotly.min.js the portal serves itself; no Python plotly needed at run time."""
 
 from __future__ import annotations
 
+from .formatting import figure
+
 _LAYOUT = {
     "margin": {"l": 50, "r": 20, "t": 30, "b": 45},
     "height": 320,
@@ -31,7 +33,7 @@ def roc_figure(evaluations) -> dict:
                 "y": evaluation.roc["tpr"],
                 "mode": "lines",
                 "line": {"shape": "hv"},
-                "name": f"{label}, AUC {auc:.3f}" if auc is not None else label,
+                "name": f"{label}, AUC {figure(auc)}" if auc is not None else label,
             }
         )
     return {

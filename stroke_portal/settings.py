@@ -144,8 +144,11 @@ REDIS_URL = env_text("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Redis down is an empty cache, not a 500 on every page.
+            "BACKEND": "stroke_portal.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
+            # A Redis that does not answer costs a page one second, not a hang.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
 else:

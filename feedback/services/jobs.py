@@ -24,6 +24,7 @@ from accounts.audit import audit_record
 from accounts.models import User
 
 from .. import ml_adapter, selectors
+from ..formatting import figure
 from ..models import (
     CaseStatus,
     DatasetStatus,
@@ -367,10 +368,10 @@ def _evaluate_pair(job: RetrainingJob, candidate: ModelVersion) -> None:
 def _summary(evaluation: ModelEvaluation) -> str:
     if not evaluation.ok:
         return f"not evaluated ({evaluation.error_message})"
-    study = evaluation.report["study"]
     return (
-        f"locked test split: AUC {study['auc']:.3f}, sensitivity "
-        f"{study['sensitivity']:.3f}, specificity {study['specificity']:.3f}"
+        f"locked test split: AUC {figure(evaluation.metric('auc'))}, sensitivity "
+        f"{figure(evaluation.metric('sensitivity'))}, specificity "
+        f"{figure(evaluation.metric('specificity'))}"
     )
 
 
