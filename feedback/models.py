@@ -3,6 +3,8 @@ from django.db import models
 
 from stroke_portal.models import BaseModel
 
+from .conf import promotion_min_specificity
+
 
 class ModelStatus(models.TextChoices):
     CANDIDATE = "candidate", "Candidate"
@@ -358,10 +360,6 @@ class RetrainingJob(BaseModel):
         return f"{self.get_status_display()} after {done} of {total} epochs."
 
 
-# Below this specificity a model calls most normal studies strokes: pages flag it.
-LOW_SPECIFICITY = 0.5
-
-
 class ModelEvaluation(BaseModel):
     """One model version judged on one data set's locked test split."""
 
@@ -398,4 +396,4 @@ class ModelEvaluation(BaseModel):
     @property
     def low_specificity(self) -> bool:
         value = self.metric("specificity")
-        return value is not None and value < LOW_SPECIFICITY
+        return value is not None and value < promotion_min_specificity()

@@ -12,8 +12,9 @@ from django.http import Http404
 
 from accounts.models import Role, User
 
+from .conf import promotion_min_locked_studies, promotion_min_specificity
+from .formatting import figure
 from .models import (
-    LOW_SPECIFICITY,
     CaseStatus,
     DatasetStatus,
     FeedbackCase,
@@ -149,7 +150,7 @@ class GateDecision:
     candidate_evaluation: ModelEvaluation | None = None
     active_evaluation: ModelEvaluation | None = None
     comparisons: list[dict] = field(default_factory=list)
-    # What the admin must weigh but the gate does not decide on (specificity).
+    # What the admin must weigh but the gate does not decide on.
     notes: list[str] = field(default_factory=list)
 
 
@@ -178,46 +179,112 @@ def _compare(candidate: ModelEvaluation, active: ModelEvaluation) -> list[dict]:
 
 
 def promotion_gate(*, candidate: ModelVersion) -> GateDecision:
-    """Compare on the candidate's data set's locked test split (study level)."""
+    """Judge the candidate on its data set's locked test split (study level): it
+    must meet the specificity floor, on a split large enough to tell, and be no
+    worse than the active model there. A first model not judged on any split has
+    nothing to be judged on and nothing to replace: it passes."""
     active = model_version_active(task=candidate.task, modality=candidate.modality)
-    if active is None or active.pk == candidate.pk:
-        return GateDecision(
-            True, [f"No active {candidate.task} {candidate.modality} model yet."]
-        )
-    decision = GateDecision(False, [], active=active)
-    dataset = decision.dataset = _gate_dataset(candidate)
-    if dataset is None:
-        decision.reasons.append("The candidate has no evaluation on a locked split.")
-        return decision
-    evaluations = {
-        e.model_version_id: e
-        for e in ModelEvaluation.objects.filter(
-            dataset=dataset, model_version__in=[candidate, active]
-        )
-    }
-    mine, theirs = evaluations.get(candidate.pk), evaluations.get(active.pk)
-    decision.candidate_evaluation, decision.active_evaluation = mine, theirs
-    for who, evaluation in (("candidate", mine), ("active model", theirs)):
-        if evaluation is None or not evaluation.ok:
-            why = evaluation.error_message if evaluation else "not evaluated"
-            decision.reasons.append(f"The {who} has no result on {dataset}: {why}.")
+    if active is not None and active.pk == candidate.pk:
+        return GateDecision(True, ["This version is the active model."])
+    first = f"No active {candidate.task} {candidate.modality} model yet."
+    dataset = _gate_dataset(candidate)
+    mine, theirs = _gate_evaluations(dataset, candidate, active)
+    if active is None and not (mine and mine.ok):
+        return GateDecision(True, [first], dataset=dataset, candidate_evaluation=mine)
+    decision = GateDecision(False, [], active, dataset, mine, theirs)
+    decision.reasons = _missing_reasons(decision)
     if decision.reasons:
         return decision
-    decision.comparisons = _compare(mine, theirs)
-    decision.notes = _small_split_notes(mine) + _specificity_notes(mine, theirs)
-    for row in decision.comparisons:
-        if not row["ok"]:
-            decision.reasons.append(
-                f"{METRIC_NAMES[row['metric']]} {_fmt(row['candidate'])} is below "
-                f"the active model's {_fmt(row['active'])} by more than "
-                f"{settings.PROMOTION_TOLERANCE}."
-            )
+    decision.reasons = _split_size_reasons(mine, dataset) + _floor_reasons(mine)
+    decision.notes = _small_split_notes(mine)
+    if theirs is not None:
+        decision.comparisons = _compare(mine, theirs)
+        decision.reasons += _comparison_reasons(decision.comparisons)
+        decision.notes += _specificity_notes(mine, theirs)
     decision.allowed = not decision.reasons
     if decision.allowed:
         decision.reasons.append(
             f"Not worse than the active model on {dataset}'s locked split."
+            if theirs is not None
+            else f"{first} The candidate meets the gate's floors on {dataset}'s "
+            "locked split."
         )
     return decision
+
+
+def _gate_evaluations(dataset, candidate, active) -> tuple:
+    """(candidate's, active model's) evaluation on ``dataset``; None where absent."""
+    if dataset is None:
+        return None, None
+    evaluations = {
+        e.model_version_id: e
+        for e in ModelEvaluation.objects.filter(
+            dataset=dataset, model_version__in=[v for v in (candidate, active) if v]
+        )
+    }
+    return evaluations.get(candidate.pk), evaluations.get(active.pk if active else 0)
+
+
+def _missing_reasons(decision: GateDecision) -> list[str]:
+    if decision.dataset is None:
+        return ["The candidate has no evaluation on a locked split."]
+    reasons = []
+    pairs = [("candidate", decision.candidate_evaluation)]
+    if decision.active is not None:
+        pairs.append(("active model", decision.active_evaluation))
+    for who, evaluation in pairs:
+        if evaluation is None or not evaluation.ok:
+            why = evaluation.error_message if evaluation else "not evaluated"
+            reasons.append(f"The {who} has no result on {decision.dataset}: {why}.")
+    return reasons
+
+
+def _comparison_reasons(comparisons: list[dict]) -> list[str]:
+    return [
+        f"{METRIC_NAMES[row['metric']]} {figure(row['candidate'])} is below the "
+        f"active model's {figure(row['active'])} by more than "
+        f"{settings.PROMOTION_TOLERANCE}."
+        for row in comparisons
+        if not row["ok"]
+    ]
+
+
+def _auc_interval(evaluation: ModelEvaluation) -> str:
+    low, high = (evaluation.report["study"].get("ci95", {}).get("auc") or [0, 1])[:2]
+    return f"[{figure(low, 2)}, {figure(high, 2)}]"
+
+
+def _split_size_reasons(candidate: ModelEvaluation, dataset) -> list[str]:
+    studies, needed = (
+        candidate.report.get("studies") or 0,
+        promotion_min_locked_studies(),
+    )
+    if studies >= needed:
+        return []
+    return [
+        f"The locked split of {dataset} holds only {studies} studies, fewer than "
+        f"the {needed} the gate needs (PROMOTION_MIN_LOCKED_STUDIES): on it one "
+        "study more or less moves sensitivity or specificity by a tenth or more, "
+        f"and the candidate's AUC 95% CI is {_auc_interval(candidate)}."
+    ]
+
+
+def _floor_reasons(candidate: ModelEvaluation) -> list[str]:
+    """Sensitivity bought by calling normal studies strokes is refused: they would
+    push the real strokes down the worklist."""
+    value, floor = candidate.metric("specificity"), promotion_min_specificity()
+    if value is None:
+        return [
+            "The candidate's specificity on the locked split is not known (no "
+            f"normal study in it?): the gate needs it to be at least {floor}."
+        ]
+    if value >= floor:
+        return []
+    return [
+        f"Specificity {figure(value)} is below the floor of {floor} "
+        "(PROMOTION_MIN_SPECIFICITY): at its threshold the candidate calls "
+        f"{1 - value:.0%} of the normal studies of the locked split strokes."
+    ]
 
 
 # Below this many studies a locked split's intervals are too wide to rank models.
@@ -225,40 +292,30 @@ SMALL_SPLIT_STUDIES = 30
 
 
 def _small_split_notes(candidate: ModelEvaluation) -> list[str]:
+    """Between the gate's minimum and a split that can rank two models."""
     studies = candidate.report.get("studies") or 0
-    if studies >= SMALL_SPLIT_STUDIES:
+    if not promotion_min_locked_studies() <= studies < SMALL_SPLIT_STUDIES:
         return []
-    low, high = (candidate.report["study"].get("ci95", {}).get("auc") or [0, 1])[:2]
     return [
         f"The locked split holds only {studies} studies (the candidate's AUC 95% "
-        f"CI is [{low:.2f}, {high:.2f}]): differences between the two models on "
+        f"CI is {_auc_interval(candidate)}): differences between the two models on "
         f"it are mostly chance. A split of {SMALL_SPLIT_STUDIES} or more studies "
         "can tell them apart."
     ]
 
 
 def _specificity_notes(candidate: ModelEvaluation, active: ModelEvaluation) -> list:
-    """Sensitivity and AUC decide; specificity says how many normal studies a
-    model would push up the worklist as strokes, which the admin should see."""
+    """Above the floor, specificity does not decide; a drop says how many more
+    normal studies would go up the worklist as strokes, which the admin should see."""
     mine, theirs = candidate.metric("specificity"), active.metric("specificity")
-    if mine is None:
+    if mine is None or theirs is None:
         return []
-    notes = []
-    if theirs is not None and mine < theirs - settings.PROMOTION_TOLERANCE:
-        notes.append(
-            f"Specificity {mine:.3f} is below the active model's {theirs:.3f}: more "
-            "normal studies would be flagged as strokes (not part of the gate)."
-        )
-    if mine < LOW_SPECIFICITY:
-        notes.append(
-            f"At its threshold the candidate calls {1 - mine:.0%} of the normal "
-            "studies of the locked split strokes."
-        )
-    return notes
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+    if mine < theirs - settings.PROMOTION_TOLERANCE:
+        return [
+            f"Specificity {figure(mine)} is below the active model's "
+            f"{figure(theirs)}: more normal studies would be flagged as strokes."
+        ]
+    return []
 
 
 def feedback_case_open_for_study(*, study_id: int) -> FeedbackCase | None:

@@ -20,6 +20,7 @@ from accounts.models import User
 from ml.modelfile import file_sha256, model_card_load, model_files_verify
 
 from .. import ml_adapter, selectors
+from ..conf import promotion_min_locked_studies, promotion_min_specificity
 from ..models import ModelSource, ModelStatus, ModelVersion, RetrainingJob
 
 
@@ -118,9 +119,10 @@ def model_version_promote(
     override_reason: str = "",
     request: HttpRequest | None = None,
 ) -> ModelVersion:
-    """Activate a candidate that passes the gate (not worse than the active model on
-    the locked test split, within PROMOTION_TOLERANCE for AUC and sensitivity). A
-    candidate that fails it needs an admin's written reason, which is audited."""
+    """Activate a candidate that passes the gate (selectors.promotion_gate: the
+    specificity floor, a large enough locked split, and not worse than the active
+    model on it). A candidate that fails it needs an admin's written reason, which
+    is audited with the rules it broke."""
     if version.status == ModelStatus.ACTIVE:
         raise ValidationError("This version is already active.")
     if version.load_error:
@@ -157,6 +159,8 @@ def model_version_promote(
             "compared_with": gate.active.pk if gate.active else None,
             "comparisons": gate.comparisons,
             "tolerance": settings.PROMOTION_TOLERANCE,
+            "min_specificity": promotion_min_specificity(),
+            "min_locked_studies": promotion_min_locked_studies(),
         },
     )
     return version

@@ -70,25 +70,74 @@ def test_gate_accepts_a_better_candidate(
     assert entry.detail["gate_passed"] and not entry.detail["override"]
 
 
-def test_a_candidate_that_flags_most_normal_studies_is_shown_as_such(
+def test_gate_refuses_a_candidate_below_the_specificity_floor(
     as_admin, active, make_version, ready_dataset
 ):
-    """Specificity does not decide the gate, but an admin must see a candidate
-    that buys its sensitivity by calling most normal studies strokes."""
+    """Better AUC and sensitivity do not buy a candidate in that calls 90% of the
+    normal studies strokes: it would bury the real strokes in the worklist."""
     eager = make_version(dataset=ready_dataset, auc=0.85, sens=0.97, spec=0.10)
     page = as_admin.get(reverse("feedback:model-detail", args=[eager.pk]))
-    assert "Promotion gate: passes" in page.text
-    assert "Specificity 0.100 is below the active model&#x27;s 0.800" in page.text
-    assert "calls 90% of the normal studies of the locked split strokes" in page.text
+    gate = page.text.split('data-testid="gate"')[1].split("</div>")[0]
+    assert "Promotion gate: refuses" in gate
+    assert "Specificity 0.100 is below the floor of 0.5" in gate
+    assert "calls 90% of the normal studies of the locked split strokes" in gate
+    assert "Promote anyway" in page.text and 'name="override_reason"' in page.text
     assert "calls most normal studies strokes" in page.text  # evaluations table
+    promote(as_admin, eager)
+    eager.refresh_from_db()
+    active.refresh_from_db()
+    assert eager.status == ModelStatus.CANDIDATE
+    assert active.status == ModelStatus.ACTIVE
+    assert not AuditEntry.objects.filter(action="model.promote").exists()
     listing = as_admin.get(reverse("feedback:model-list"))
     row = listing.text.split(f'data-testid="specificity-{eager.pk}">')[1]
     assert row.startswith("0.100") and "low</span>" in row.split("</td>")[0]
     assert f'data-testid="specificity-{active.pk}">0.800<' in listing.text
 
-    balanced = make_version(dataset=ready_dataset, auc=0.85, sens=0.92, spec=0.81)
-    page = as_admin.get(reverse("feedback:model-detail", args=[balanced.pk]))
+
+def test_the_specificity_floor_is_a_setting(
+    as_admin, active, make_version, ready_dataset, settings
+):
+    settings.PROMOTION_MIN_SPECIFICITY = 0.85
+    candidate = make_version(dataset=ready_dataset, auc=0.85, sens=0.92, spec=0.81)
+    page = as_admin.get(reverse("feedback:model-detail", args=[candidate.pk]))
+    assert "Specificity 0.810 is below the floor of 0.85" in page.text
+    settings.PROMOTION_MIN_SPECIFICITY = 0.5
+    page = as_admin.get(reverse("feedback:model-detail", args=[candidate.pk]))
+    assert "Promotion gate: passes" in page.text
     assert 'data-testid="gate-notes"' not in page.text
+
+
+def test_overriding_the_specificity_floor_needs_a_reason_and_is_audited(
+    as_admin, admin, active, make_version, ready_dataset
+):
+    eager = make_version(dataset=ready_dataset, auc=0.85, sens=0.97, spec=0.10)
+    response = promote(as_admin, eager, reason="   ")
+    eager.refresh_from_db()
+    assert eager.status == ModelStatus.CANDIDATE
+    page = as_admin.get(response.url)
+    assert "The promotion gate refuses this candidate" in page.text
+    promote(as_admin, eager, reason="Second-read pilot: every flag is re-read")
+    eager.refresh_from_db()
+    assert eager.status == ModelStatus.ACTIVE
+    entry = AuditEntry.objects.get(action="model.promote")
+    assert entry.actor == admin and entry.detail["override"] is True
+    assert entry.detail["override_reason"] == "Second-read pilot: every flag is re-read"
+    assert entry.detail["min_specificity"] == 0.5
+    assert any("below the floor" in reason for reason in entry.detail["reasons"])
+    page = as_admin.get(reverse("feedback:model-detail", args=[eager.pk]))
+    assert "Promoted over the gate" in page.text
+    assert "Second-read pilot: every flag is re-read" in page.text
+
+
+def test_a_first_model_below_the_floor_is_refused_too(make_version, ready_dataset):
+    """The floors do not need an active model to compare with."""
+    from feedback import selectors
+
+    first = make_version(dataset=ready_dataset, auc=0.9, sens=0.99, spec=0.10)
+    gate = selectors.promotion_gate(candidate=first)
+    assert not gate.allowed
+    assert any("below the floor" in reason for reason in gate.reasons)
 
 
 def test_a_model_not_yet_judged_on_a_locked_split_shows_its_own_figures(
@@ -106,15 +155,46 @@ def test_a_model_not_yet_judged_on_a_locked_split_shows_its_own_figures(
     assert "0.978" in row and "own test" in row and "held-out synthetic" in row
 
 
-def test_a_locked_split_too_small_to_rank_models_is_said_so(
+def test_a_candidate_judged_on_a_too_small_locked_split_is_refused(
     as_admin, active, make_version, ready_dataset
 ):
     small = make_version(dataset=ready_dataset, auc=0.9, sens=0.95, studies=6)
     page = as_admin.get(reverse("feedback:model-detail", args=[small.pk]))
-    assert "The locked split holds only 6 studies" in page.text
+    assert "Promotion gate: refuses" in page.text
+    assert "holds only 6 studies, fewer than the 20 the gate needs" in page.text
     assert "Stroke type right" not in page.text  # a stroke vs normal model
     assert "[0.80, 0.95]" in page.text  # the candidate's AUC interval
     assert page.text.count("studies by truth and AI call") == 2  # both matrices
+    promote(as_admin, small)
+    small.refresh_from_db()
+    assert small.status == ModelStatus.CANDIDATE
+
+
+def test_a_locked_split_large_enough_but_small_is_a_note(
+    as_admin, active, make_version, ready_dataset, settings
+):
+    fair = make_version(dataset=ready_dataset, auc=0.9, sens=0.95, studies=25)
+    page = as_admin.get(reverse("feedback:model-detail", args=[fair.pk]))
+    assert "Promotion gate: passes" in page.text
+    notes = page.text.split('data-testid="gate-notes"')[1]
+    assert "The locked split holds only 25 studies" in notes
+    settings.PROMOTION_MIN_LOCKED_STUDIES = 30
+    page = as_admin.get(reverse("feedback:model-detail", args=[fair.pk]))
+    assert "holds only 25 studies, fewer than the 30 the gate needs" in page.text
+
+
+def test_the_auc_reads_the_same_in_the_table_and_the_chart(
+    as_admin, active, make_version, ready_dataset
+):
+    """0.7725 is 0.773 in the table (floatformat rounds half up); the legend and
+    the gate's words must not say 0.772 (an f-string's rounding of it)."""
+    candidate = make_version(dataset=ready_dataset, auc=0.7725, sens=0.90)
+    page = as_admin.get(reverse("feedback:model-detail", args=[candidate.pk]))
+    table = page.text.split('data-testid="comparison"')[1].split("</table>")[0]
+    assert "0.773 [0.67, 0.82]" in table
+    assert f"{candidate} (candidate), AUC 0.773" in page.text  # the ROC legend
+    assert "AUC 0.773 is below the active model&#x27;s 0.800" in page.text
+    assert "0.772" not in page.text
 
 
 def test_override_promotes_with_an_audited_reason(
