@@ -6,6 +6,9 @@ from django.contrib.auth import logout
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from . import services
+from .selectors import NotVisible
+
 LAST_ACTIVITY_KEY = "last_activity"
 # Writing the session on every request costs a database write per page, image and
 # poll; a minute's resolution is plenty for a 30-minute idle timeout.
@@ -74,3 +77,43 @@ class NoStoreMiddleware:
         if not response.has_header("Cache-Control"):
             response["Cache-Control"] = "no-store, private"
         return response
+
+
+def refusal_context(request) -> dict:
+    """The view asked for and the id in its URL, for a refusal's audit entry."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return {"object_id": "", "detail": {}}
+    return {
+        "object_id": match.kwargs.get("pk", ""),
+        "detail": {"view": match.view_name},
+    }
+
+
+class RefusedReadAuditMiddleware:
+    """Audits a page's refused read: a scoped selector's NotVisible (a study that is
+    not the user's, or not there at all) becomes a plain 404 for the user and one
+    `access.denied` entry naming the object asked for. A 403 is audited by the 403
+    handler (stroke_portal.views.permission_denied), the API's refusals by its
+    exception handler; a 404 of a URL that names nothing is not audited."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, NotVisible):
+            services.refused_access_record(
+                request=request,
+                reason=(
+                    services.Refusal.NOT_VISIBLE
+                    if exception.exists
+                    else services.Refusal.NOT_FOUND
+                ),
+                object_type=exception.object_type,
+                object_id=exception.object_id,
+                detail=refusal_context(request)["detail"],
+            )
+        return None  # Django answers the 404 as usual

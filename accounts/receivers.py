@@ -1,4 +1,5 @@
-"""Audit entries for authentication events. Each receiver calls the audit service."""
+"""Audit entries for authentication events, and what a lockout revokes. Each receiver
+calls the audit or the accounts service."""
 
 from axes.signals import user_locked_out
 from django.contrib.auth.signals import (
@@ -8,6 +9,7 @@ from django.contrib.auth.signals import (
 )
 from django.dispatch import receiver
 
+from . import services
 from .audit import Action, audit_record
 from .models import AuditOutcome
 
@@ -49,3 +51,8 @@ def audit_lockout(sender, request, username, ip_address, **kwargs):
         outcome=AuditOutcome.DENIED,
         detail={"ip_address": ip_address},
     )
+
+
+@receiver(user_locked_out, dispatch_uid="revoke-tokens-on-lockout")
+def revoke_tokens_on_lockout(sender, request, username, **kwargs):
+    services.user_locked_out(username=username or "", request=request)

@@ -4,12 +4,30 @@ from datetime import date, timedelta
 
 from axes.models import AccessAttempt
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
+from django.http import Http404
 from django.utils import timezone
 
 from stroke_portal.dates import day_start
 
+from .audit import Action
 from .models import AuditEntry, User
+
+
+class NotVisible(Http404):
+    """What a scoped selector raises when the object asked for does not exist or is
+    not the user's to see. The user gets the same plain 404 either way (a probe
+    learns nothing); the refusal is audited with the object asked for, once, where
+    the 404 is answered (accounts.middleware.RefusedReadAuditMiddleware for pages,
+    stroke_portal.api.exception_handler for the API)."""
+
+    def __init__(
+        self, message: str, *, object_type: str, object_id: str | int, exists: bool
+    ):
+        super().__init__(message)
+        self.object_type = object_type
+        self.object_id = str(object_id)
+        self.exists = exists
 
 
 def locked_usernames() -> set[str]:
@@ -107,3 +125,25 @@ def user_history(*, user: User) -> QuerySet[AuditEntry]:
     return AuditEntry.objects.filter(
         Q(object_type="accounts.user", object_id=str(user.pk)) | Q(actor=user)
     )[:50]
+
+
+def refused_reads_by_user(*, hours: int = 1) -> list[dict]:
+    """Refused accesses (403s and 404s of objects not the user's, or not there) in
+    the last `hours`, per user, most first: a burst from one account is a colleague
+    probing ids or a stolen login. Each row is flagged when it passes
+    REFUSED_READS_ALERT_THRESHOLD."""
+    since = timezone.now() - timedelta(hours=hours)
+    rows = (
+        AuditEntry.objects.filter(action=Action.ACCESS_DENIED, timestamp__gte=since)
+        .order_by()
+        .values("actor_username")
+        .annotate(
+            count=Count("pk"),
+            objects=Count("object_id", distinct=True),
+            addresses=Count("ip_address", distinct=True),
+            last=Max("timestamp"),
+        )
+        .order_by("-count", "actor_username")
+    )
+    threshold = settings.REFUSED_READS_ALERT_THRESHOLD
+    return [{**row, "alert": row["count"] >= threshold} for row in rows]

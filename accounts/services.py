@@ -12,11 +12,23 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from .audit import Action, audit_record
-from .models import Role, User
+from .models import AuditEntry, AuditOutcome, Role, User
 
 SELF_SERVICE_ROLES = (Role.RADIOLOGIST, Role.CLINICIAN)
+# The audit action: accounts.audit.Action names only those of accounts.audit itself.
+REVOKE_ACTION = "user.token_revoke"
+
+
+class Refusal:
+    """Why an access was refused, as the audit entry's `detail.reason` says it."""
+
+    NOT_VISIBLE = "not visible"  # the object exists but is not the user's to see
+    NOT_FOUND = "not found"  # no such object: probing ids
+    FORBIDDEN = "forbidden"  # the user's role may not open this page or endpoint
+    UNAUTHENTICATED = "unauthenticated"  # API call without a valid token or session
 
 
 def _notify(*, recipients: list[str], subject: str, body: str) -> None:
@@ -140,6 +152,62 @@ def _end_sessions(user: User) -> None:
             session.delete()
 
 
+def refused_access_record(
+    *,
+    request: HttpRequest,
+    reason: str,
+    object_type: str = "",
+    object_id: str | int = "",
+    detail: dict | None = None,
+) -> AuditEntry:
+    """One `access.denied` entry: who, from where, the object asked for and why it
+    was refused. A request for something that does not exist is a failure, every
+    other refusal is denied; admins see bursts of either per user."""
+    anonymous = not request.user.is_authenticated
+    return audit_record(
+        action=Action.ACCESS_DENIED,
+        request=request,
+        actor_username="anonymous" if anonymous else "",
+        object_type=object_type,
+        object_id=object_id,
+        outcome=(
+            AuditOutcome.FAILURE if reason == Refusal.NOT_FOUND else AuditOutcome.DENIED
+        ),
+        detail={"reason": reason, **(detail or {})},
+    )
+
+
+def user_tokens_revoke(
+    *, user: User, reason: str, request: HttpRequest | None = None
+) -> int:
+    """Delete the user's API tokens, so that a deactivated or locked-out account's
+    token stops working at once and stays dead after a reactivation (a new one must
+    be asked for with the password). Audited when there was one; returns how many."""
+    count, _ = Token.objects.filter(user=user).delete()
+    if count:
+        signed_in = getattr(getattr(request, "user", None), "is_authenticated", False)
+        audit_record(
+            action=REVOKE_ACTION,
+            request=request,
+            # A lockout revokes on behalf of no one: the request is an anonymous
+            # sign-in attempt.
+            actor_username="" if signed_in else "system",
+            obj=user,
+            detail={"reason": reason, "tokens": count},
+        )
+    return count
+
+
+def user_locked_out(*, username: str, request: HttpRequest | None) -> int:
+    """The login throttle locked this username out (at one address): whoever is
+    guessing its password may also hold its API token, so the token goes too. An
+    unknown username has none."""
+    user = User.objects.filter(username=username).first() if username else None
+    if user is None:
+        return 0
+    return user_tokens_revoke(user=user, reason="locked out", request=request)
+
+
 @transaction.atomic
 def user_deactivate(*, user: User, by: User, request: HttpRequest) -> User:
     if user.pk == by.pk:
@@ -151,6 +219,7 @@ def user_deactivate(*, user: User, by: User, request: HttpRequest) -> User:
     user.save(update_fields=["is_active"])
     _end_sessions(user)
     audit_record(action=Action.USER_DEACTIVATE, request=request, obj=user)
+    user_tokens_revoke(user=user, reason="deactivated", request=request)
     return user
 
 
@@ -186,6 +255,8 @@ def user_reset_password(*, user: User, by: User, request: HttpRequest) -> str:
     _end_sessions(user)
     axes_reset(username=user.username)
     audit_record(action=Action.USER_PASSWORD_RESET, request=request, obj=user)
+    # Like the sessions: whoever had the old password may have asked for a token.
+    user_tokens_revoke(user=user, reason="password reset", request=request)
     return password
 
 

@@ -316,6 +316,9 @@ def audit_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "query": query.urlencode(),
             "outcomes": AuditOutcome,
+            "refused_reads": selectors.refused_reads_by_user(hours=1),
+            "refused_reads_threshold": settings.REFUSED_READS_ALERT_THRESHOLD,
+            "refused_action": Action.ACCESS_DENIED,
         },
     )
 

@@ -210,6 +210,8 @@ class StudyDetailApi(APIView):
     """The study's status, AI result (per-slice probabilities included) and review."""
 
     permission_classes = [HasRole]
+    # What a 401 or 403 here was asked for, in its audit entry.
+    audit_object_type = "diagnosis.study"
 
     @extend_schema(responses=StudyOutputSerializer)
     def get(self, request, pk: int):
@@ -224,6 +226,8 @@ class StudyReviewApi(APIView):
     """Record a radiologist's reading of a ready study."""
 
     permission_classes = [HasRole.of(Role.RADIOLOGIST, Role.ADMIN)]
+    # What a 401 or 403 here was asked for, in its audit entry.
+    audit_object_type = "diagnosis.study"
 
     @extend_schema_serializer(component_name="ReviewInput")
     class InputSerializer(serializers.Serializer):

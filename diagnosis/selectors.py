@@ -12,10 +12,10 @@ from django.db.models import (
     Count,
     QuerySet,
 )
-from django.http import Http404
 from django.utils.functional import cached_property
 
 from accounts.models import Role, User
+from accounts.selectors import NotVisible
 from stroke_portal.dates import day_start
 
 from . import findings, ml_adapter
@@ -32,10 +32,16 @@ def _visible(user: User) -> QuerySet[Study]:
 
 
 def study_get_for_user(*, user: User, pk: int) -> Study:
-    """The study, or 404 when it does not exist or is not the user's to see."""
+    """The study, or NotVisible (a 404, audited with the id asked for) when it does
+    not exist or is not the user's to see."""
     study = _visible(user).select_related("uploaded_by").filter(pk=pk).first()
     if study is None:
-        raise Http404("No such study.")
+        raise NotVisible(
+            "No such study.",
+            object_type=Study._meta.label_lower,
+            object_id=pk,
+            exists=Study.objects.filter(pk=pk).exists(),
+        )
     return study
 
 

@@ -27,6 +27,8 @@ class StudyReportPdfApi(APIView):
     """The study's PDF report for its current AI result and review."""
 
     permission_classes = [HasRole]
+    # What a 401 or 403 here was asked for, in its audit entry.
+    audit_object_type = "diagnosis.study"
 
     @extend_schema(
         responses={(200, "application/pdf"): OpenApiTypes.BINARY, 409: _CONFLICT}
@@ -51,6 +53,8 @@ class StudyReportFhirApi(APIView):
     radiologist's review, Patient, Device (the model) and ImagingStudy."""
 
     permission_classes = [HasRole]
+    # What a 401 or 403 here was asked for, in its audit entry.
+    audit_object_type = "diagnosis.study"
 
     @extend_schema(
         responses={(200, fhir.MEDIA_TYPE): OpenApiTypes.OBJECT, 409: _CONFLICT}
@@ -77,6 +81,8 @@ class StudyReportDicomApi(APIView):
     images."""
 
     permission_classes = [HasRole]
+    # What a 401 or 403 here was asked for, in its audit entry.
+    audit_object_type = "diagnosis.study"
 
     @extend_schema(
         responses={(200, "application/zip"): OpenApiTypes.BINARY, 409: _CONFLICT}

@@ -1,4 +1,5 @@
-"""API error handling: every error is JSON with a readable message, never a trace."""
+"""API error handling: every error is JSON with a readable message, never a trace;
+every refused access to patient data is audited."""
 
 import logging
 
@@ -8,7 +9,13 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from accounts import services
+from accounts.selectors import NotVisible
+
 logger = logging.getLogger(__name__)
+
+_FORBIDDEN = (PermissionDenied, exceptions.PermissionDenied)
+_UNAUTHENTICATED = (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)
 
 
 def exception_handler(exc, context):
@@ -17,6 +24,7 @@ def exception_handler(exc, context):
             exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         )
         exc = exceptions.ValidationError(detail)
+    _audit_refusal(exc, context)
     response = drf_exception_handler(exc, context)
     if response is not None:
         return response
@@ -27,3 +35,40 @@ def exception_handler(exc, context):
         {"detail": "The server could not complete this request. It has been logged."},
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
+
+
+def _audit_refusal(exc, context) -> None:
+    """One `access.denied` entry for a scoped selector's 404 (with the object asked
+    for), a role's 403 or a call without valid credentials (with the URL's id and
+    the view's `audit_object_type`). A 404 that names no object is not audited."""
+    request, view = context.get("request"), context.get("view")
+    if request is None:
+        return
+    kwargs = context.get("kwargs") or {}
+    match = getattr(request, "resolver_match", None)
+    detail = {"api": True, "view": match.view_name if match else ""}
+    if isinstance(exc, NotVisible):
+        services.refused_access_record(
+            request=request,
+            reason=(
+                services.Refusal.NOT_VISIBLE
+                if exc.exists
+                else services.Refusal.NOT_FOUND
+            ),
+            object_type=exc.object_type,
+            object_id=exc.object_id,
+            detail=detail,
+        )
+    elif isinstance(exc, _FORBIDDEN + _UNAUTHENTICATED):
+        object_type = getattr(view, "audit_object_type", "") if "pk" in kwargs else ""
+        services.refused_access_record(
+            request=request,
+            reason=(
+                services.Refusal.FORBIDDEN
+                if isinstance(exc, _FORBIDDEN)
+                else services.Refusal.UNAUTHENTICATED
+            ),
+            object_type=object_type,
+            object_id=kwargs.get("pk", ""),
+            detail={**detail, "error": str(exc)[:200]},
+        )

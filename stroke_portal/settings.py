@@ -94,6 +94,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "accounts.middleware.IdleTimeoutMiddleware",
     "accounts.middleware.PasswordChangeRequiredMiddleware",
+    # A page's 404 for a study that is not the user's (or not there) is audited.
+    "accounts.middleware.RefusedReadAuditMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
     # Axes must come last: it turns a lockout into the login page with its message.
@@ -220,6 +222,9 @@ if HTTPS:
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Admins are warned (audit trail page) when one user has this many refused accesses
+# to patient data within an hour.
+REFUSED_READS_ALERT_THRESHOLD = env.int("REFUSED_READS_ALERT_THRESHOLD", default=20)
 
 # --- E-mail ---------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url_config(env_text("EMAIL_URL", "consolemail://"))
@@ -270,9 +275,11 @@ USE_TZ = True
 
 # --- REST API -------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: a missing, wrong or revoked token answers 401 with
+    # WWW-Authenticate (DRF answers 403 when the first class is the session's).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "stroke_portal.api.exception_handler",

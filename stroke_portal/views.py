@@ -6,19 +6,25 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from accounts import services
 from accounts.audit import Action, audit_record
+from accounts.middleware import refusal_context
 from accounts.models import AuditOutcome
 
 
 def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
     if request.user.is_authenticated:
-        audit_record(
-            action=Action.ACCESS_DENIED, request=request, outcome=AuditOutcome.DENIED
+        services.refused_access_record(
+            request=request,
+            reason=services.Refusal.FORBIDDEN,
+            **refusal_context(request),
         )
     return render(request, "403.html", {"reason": str(exception or "")}, status=403)
 
 
 def page_not_found(request: HttpRequest, exception=None) -> HttpResponse:
+    # A study that is not the user's was audited where it was refused
+    # (accounts.middleware.RefusedReadAuditMiddleware); other 404s name nothing.
     return render(request, "404.html", status=404)
 
 
