@@ -37,10 +37,19 @@ def report_enqueue(*, study_id: int) -> None:
     when the report for the study's current state exists already."""
     from .tasks import report_render_task
 
-    # Rendering is light work: the default queue, never behind studies in inference.
-    transaction.on_commit(
-        lambda: report_render_task.apply_async(args=[study_id], queue="default")
-    )
+    def send() -> None:
+        from kombu.exceptions import OperationalError as BrokerError
+
+        try:
+            # Light work: the default queue, never behind studies in inference.
+            report_render_task.apply_async(args=[study_id], queue="default")
+        except BrokerError:
+            # The review is saved; the report is rendered when it is downloaded.
+            logger.warning(
+                "Broker unreachable: report of study %s not queued", study_id
+            )
+
+    transaction.on_commit(send)
 
 
 def report_render_current(*, study_id: int) -> Report | None:
