@@ -37,6 +37,8 @@ class FeedbackCaseListApi(APIView):
         reported_by = serializers.CharField(source="reported_by.username")
         decided_by = serializers.CharField(allow_null=True)
         rejection_reason = serializers.CharField()
+        # Why a confirmed case never trains (its images are in a locked test split).
+        kept_out_reason = serializers.CharField()
         created_at = serializers.DateTimeField()
 
     @extend_schema(

@@ -34,6 +34,7 @@ from ml.synthetic import is_synthetic_dataset
 
 __all__ = [
     "DatasetIndex",
+    "ImageHash",
     "ManifestRow",
     "ModelFileError",
     "TrainOutcome",
@@ -44,6 +45,8 @@ __all__ = [
     "evaluate",
     "export_dicom_files",
     "export_volume",
+    "image_hash",
+    "locked_copies",
     "manifest_fingerprint",
     "manifest_read",
     "manifest_write",
@@ -209,6 +212,75 @@ def export_volume(
             ManifestRow(f"{prefix}/{target.name}", label, group, _sha256(target), "")
         )
     return rows
+
+
+# --- feedback images against locked test splits --------------------------------------
+# The indexer's near-duplicate rule (index_folder's defaults): perceptual hashes
+# within 4 bits and 32-px thumbnails correlated at 0.99. On head CT a phash alone
+# mostly encodes the head's outline, so different patients' slices often match it.
+NEAR_DISTANCE = 4
+NEAR_CORRELATION = 0.99
+
+
+@dataclass(frozen=True)
+class ImageHash:
+    """sha256 of a file's bytes, and (for an image or DICOM slice the indexer can
+    read) the phash and thumbnail it gives the displayed image ("" and b"" else)."""
+
+    sha256: str
+    phash: str = ""
+    thumb: bytes = b""
+
+
+def image_hash(path: Path) -> ImageHash:
+    """Hash one file as the data set indexer hashes it, so that it compares with a
+    locked split's manifest rows (brain window for CT DICOM, 8-bit images as is)."""
+    from ml.datasets import _describe_file
+
+    info = _describe_file((str(path), path.name))
+    return ImageHash(info.sha256, info.phash, info.thumb)
+
+
+def locked_copies(
+    images: Sequence[ImageHash], rows: Sequence[ManifestRow], root: Path
+) -> tuple[int, int]:
+    """(exact, near): how many of ``images`` are byte copies of a locked row's file
+    (same sha256), and how many others near duplicates of one (as the indexer
+    decides, the thumbnail read from ``root``; a locked file that cannot be read
+    any more counts on its phash alone)."""
+    from ml.datasets import _correlation, _hash_ints
+
+    locked = {r.sha256 for r in rows}
+    exact = sum(image.sha256 in locked for image in images)
+    others = [i for i in images if i.sha256 not in locked and i.phash]
+    hashed = [r for r in rows if r.phash]
+    if not others or not hashed:
+        return exact, 0
+    mine, theirs = (
+        _hash_ints([i.phash for i in others]),
+        _hash_ints([r.phash for r in hashed]),
+    )
+    close = np.bitwise_count(mine[:, None] ^ theirs[None, :]) <= NEAR_DISTANCE
+    thumbs: dict[int, bytes] = {}
+    near = 0
+    for a, image in enumerate(others):
+        for b in np.flatnonzero(close[a]).tolist():
+            if b not in thumbs:
+                thumbs[b] = _locked_thumb(root / hashed[b].path)
+            if (
+                not thumbs[b]
+                or _correlation(image.thumb, thumbs[b]) >= NEAR_CORRELATION
+            ):
+                near += 1
+                break
+    return exact, near
+
+
+def _locked_thumb(path: Path) -> bytes:
+    try:
+        return image_hash(path).thumb
+    except OSError:
+        return b""
 
 
 # --- training and evaluation (training worker only) --------------------------------

@@ -172,6 +172,17 @@ class FeedbackCase(BaseModel):
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     rejection_reason = models.TextField(blank=True)
+    # Set by the retraining job that found the study's images in a data set's
+    # locked test split: a model trained on them would be judged on what it learnt,
+    # so the case never trains (it stays confirmed: the reading is right).
+    kept_out_dataset = models.ForeignKey(
+        "TrainingDataset",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    kept_out_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -284,6 +284,11 @@ def _case_label(case: FeedbackCase, task: str) -> str:
     return case.final_label
 
 
+def feedback_group(study_id: int) -> str:
+    """The manifest group of a feedback study's training images."""
+    return f"feedback study {study_id}"
+
+
 def feedback_export(*, cases, out_dir: Path, task: str = "binary") -> list:
     """Confirmed cases as manifest rows under ``out_dir`` (``feedback/...`` paths),
     each study its own group so its slices stay on one side of every split. A
@@ -298,7 +303,7 @@ def feedback_export(*, cases, out_dir: Path, task: str = "binary") -> list:
             logger.info("case %s: stroke type unknown, left out", case.pk)
             continue
         prefix = f"feedback/study-{study.pk}"
-        group = f"feedback study {study.pk}"
+        group = feedback_group(study.pk)
         files = [
             study_storage.uploads_root() / f.storage_name for f in study.files.all()
         ]

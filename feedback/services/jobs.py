@@ -38,7 +38,7 @@ from ..models import (
     RetrainingJob,
     TrainingDataset,
 )
-from . import datasets
+from . import datasets, locked
 from .registry import model_version_register
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,9 @@ def retraining_schedule_check() -> RetrainingJob | None:
     since it (or a first one on the newest data set)."""
     last = RetrainingJob.objects.exclude(status=JobStatus.CANCELLED).first()
     since = last.created_at if last else None
-    fresh = FeedbackCase.objects.filter(status=CaseStatus.CONFIRMED)
+    fresh = FeedbackCase.objects.filter(
+        status=CaseStatus.CONFIRMED, kept_out_dataset__isnull=True
+    )
     if since is not None:
         fresh = fresh.filter(decided_at__gt=since)
     if fresh.count() < settings.RETRAIN_MIN_NEW_CASES:
@@ -308,14 +310,27 @@ def _training_rows(job: RetrainingJob, data: Path) -> list:
         ml_adapter.with_prefix(r, "base")
         for r in datasets.dataset_training_rows(dataset=job.dataset)
     ]
-    cases = job.feedback_cases.select_related("study").order_by("pk")
+    cases = list(job.feedback_cases.select_related("study").order_by("pk"))
     feedback = datasets.feedback_export(cases=cases, out_dir=data, task=job.task)
-    print(
+    kept = locked.feedback_locked_check(
+        cases=cases, rows=feedback, data_root=data, log=_print
+    )
+    if kept:
+        # The job's cases are the ones it trained on: the record of what it learnt.
+        job.feedback_cases.remove(*[item.case for item in kept])
+        for line in locked.kept_out_lines(kept):
+            _print(line)
+        out = {datasets.feedback_group(item.case.study_id) for item in kept}
+        feedback = [row for row in feedback if row.group not in out]
+    _print(
         f"training pool: {len(rows)} images of {job.dataset}; feedback: "
-        f"{len(feedback)} images of {cases.count()} confirmed case(s)",
-        flush=True,
+        f"{len(feedback)} images of {len(cases) - len(kept)} confirmed case(s)"
     )
     return rows + feedback
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
 def _train(job: RetrainingJob):
