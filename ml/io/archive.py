@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ml.io.limits import ByteBudget, LoadLimits, MiB, format_bytes
+from ml.io.text import clean_name
 from ml.io.types import Rejected
 
 _CHUNK = MiB
@@ -55,7 +56,9 @@ def extract_zip(
 ) -> Extracted:
     """Write the members of the zip at ``path`` to fresh paths from ``new_path``.
 
-    ``name`` is the zip as the user knows it; members are named ``name/member``.
+    ``name`` is the zip as the user knows it; members are named ``name/member``,
+    cleaned by :func:`ml.io.text.clean_name` (files are written to ``new_path()``,
+    never to a path made from a member's name).
     ``room`` is how many more files the upload may hold. A zip that breaks a limit
     as a whole is rejected whole; a bad member is rejected alone.
     """
@@ -98,7 +101,8 @@ def _extract_members(
         out.rejected.append(Rejected(name, problem))
         return
     for info in infos:
-        member, target = f"{name}/{info.filename}", new_path()
+        # A member's name may hold anything: control characters, "../", 64 KiB.
+        member, target = clean_name(f"{name}/{info.filename}"), new_path()
         reason = _member_problem(info, limits=limits) or _copy_member(
             zf, info, budget=budget, target=target
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 from ml.io.archive import extract_zip, is_system_file
 from ml.io.limits import ByteBudget, LoadLimits, format_bytes
 from ml.io.sniff import HEAD_BYTES, describe, sniff, sniff_gzip
+from ml.io.text import clean_name
 from ml.io.types import Rejected
 
 #: Kinds a reader exists for, by what :func:`ml.io.sniff.sniff` says.
@@ -55,11 +56,12 @@ def collect_sources(
 
     Zip members are extracted into ``workdir`` (a directory the caller owns and
     removes). ``names`` maps an input path to the name the user knows it by.
+    Every name is cleaned by :func:`ml.io.text.clean_name`.
     """
     collector = _Collector(limits=limits, workdir=workdir)
     for path in paths:
         name = (names or {}).get(str(path)) or Path(path).name or str(path)
-        collector.add_path(Path(path), name=name)
+        collector.add_path(Path(path), name=clean_name(name))
     return collector.result
 
 
@@ -84,6 +86,7 @@ class _Collector:
 
     def add_file(self, path: Path, *, name: str, depth: int = 0) -> None:
         """Sort one file; ``depth`` > 0 for zip members, already budgeted."""
+        name = clean_name(name)
         if is_system_file(name) or not self._count(name):
             return
         try:
