@@ -20,6 +20,7 @@ from ml.io.dicom_meta import study_metadata
 from ml.io.geometry import SAME_POSITION_MM, plane_name, slice_normal, spacing_stats
 from ml.io.limits import LoadLimits
 from ml.io.plan import Candidate, Expected, rejected_only, split_majority
+from ml.io.resample import reduce_slice, reduced_size
 from ml.io.sources import Source
 from ml.io.text import clean_text
 from ml.io.types import LoadResult, Rejected, SliceInfo
@@ -50,16 +51,18 @@ def plan_dicom(sources: list[Source], *, limits: LoadLimits) -> Candidate:
     frames, dropped, warnings = order_frames(frames)
     if not frames:
         return rejected_only(kind="dicom", label=_LABEL, rejected=rejected + dropped)
+    size = reduced_size(frames[0].shape, max_side=limits.max_side)
     return Candidate(
         kind="dicom",
         label=_LABEL,
         sources=list(dict.fromkeys(f.source for f in frames)),
-        shape=(len(frames), *frames[0].shape),
-        load=lambda: load_frames(frames),
+        shape=(len(frames), *size),
+        load=lambda: load_frames(frames, size=size),
         expected=_expected(frames),
         rejected=rejected + dropped,
         warnings=warnings,
         spot_check=lambda: _spot_check(frames),
+        stored_size=frames[0].shape,
     )
 
 
@@ -85,9 +88,12 @@ def position_mm(frame: Frame) -> float | None:
     return float(frame.position @ slice_normal(orientation=frame.orientation))
 
 
-def load_frames(frames: list[Frame]) -> LoadResult:
-    """Decode ordered frames to a (D, H, W) float32 volume after the modality LUT."""
-    volume = np.empty((len(frames), *frames[0].shape), np.float32)
+def load_frames(
+    frames: list[Frame], *, size: tuple[int, int] | None = None
+) -> LoadResult:
+    """Decode ordered frames to a (D, H, W) float32 volume after the modality LUT;
+    each frame reduced to ``size`` (H, W) when given (see ml.io.resample)."""
+    volume = np.empty((len(frames), *(size or frames[0].shape)), np.float32)
     decoded, failed = _decode_into(volume, frames=frames)
     kept = [f for f, ok in zip(frames, decoded, strict=True) if ok]
     expected = _expected(kept)
@@ -288,7 +294,8 @@ def _decode_file(volume: np.ndarray, *, frames: list[Frame], indices: list[int])
     stored = pixel_array(ds).reshape(-1, *frames[indices[0]].shape)
     for i in indices:
         index = frames[i].index
-        volume[i] = _rescale(stored[index], ds=ds, index=index)
+        hu = _rescale(stored[index], ds=ds, index=index)
+        volume[i] = reduce_slice(hu, size=volume.shape[1:])
 
 
 def _spot_check(frames: list[Frame]) -> list[Rejected]:

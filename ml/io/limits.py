@@ -15,6 +15,10 @@ class LoadLimits:
     ``max_total_bytes`` caps the bytes read after decompression (files plus zip
     members) and also the decoded float32 volume. ``max_zip_ratio`` is the largest
     uncompressed/compressed size ratio accepted for a zip member of 1 MiB or more.
+    ``max_side`` is not a refusal: slices whose longest side is longer are read
+    reduced to it (see :mod:`ml.io.resample`). ``max_study_pixels`` caps the
+    study's pixels as read (slices x height x width, after that reduction), and
+    for NIfTI, read whole before it is reduced, its voxels as stored.
     """
 
     max_files: int = 2000
@@ -23,6 +27,9 @@ class LoadLimits:
     max_pixels_per_slice: int = 4096 * 4096
     max_slices: int = 2000
     max_zip_ratio: float = 200.0
+    max_side: int = 1024
+    #: 1,500 slices of a standard 512 x 512 CT: a 1.5 GiB float32 volume.
+    max_study_pixels: int = 1500 * 512 * 512
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -37,6 +44,13 @@ def check_pixels(*, rows: int, columns: int, limits: LoadLimits) -> None:
             f"image is {columns}x{rows} pixels; at most "
             f"{limits.max_pixels_per_slice} pixels per slice can be read"
         )
+
+
+def format_pixels(n: int) -> str:
+    """``format_pixels(n=393_216_000) == '393.2 million pixels'``."""
+    if n >= 10**6:
+        return f"{n / 10**6:.1f} million pixels"
+    return f"{n} pixels"
 
 
 def format_bytes(n: int) -> str:

@@ -13,6 +13,7 @@ from ml.io.limits import LoadLimits
 from ml.io.nifti import plan_nifti
 from ml.io.plan import Candidate, check_volume
 from ml.io.raster import plan_images
+from ml.io.resample import reduction_factor, reduction_warning, scaled_spacing
 from ml.io.sources import Source, collect_sources
 from ml.io.types import (
     LoadResult,
@@ -91,10 +92,10 @@ def check_upload(
         kind=chosen.kind,
         shape=chosen.shape,
         slices=expected.slices,
-        metadata=expected.metadata,
+        metadata=_as_read(expected.metadata, chosen),
         consumed=[s.name for s in chosen.sources],
         rejected=rejected,
-        warnings=chosen.warnings + expected.warnings,
+        warnings=_reduction_warnings(chosen) + chosen.warnings + expected.warnings,
     )
 
 
@@ -106,8 +107,42 @@ def _load(chosen: Candidate, rejected: list[Rejected]) -> LoadResult:
         raise StudyLoadError(
             "no slice of the upload could be decoded", rejected=rejected
         )
-    warnings = chosen.warnings + result.warnings
-    return dataclasses.replace(result, rejected=rejected, warnings=warnings)
+    warnings = _reduction_warnings(chosen) + chosen.warnings + result.warnings
+    return dataclasses.replace(
+        result,
+        rejected=rejected,
+        warnings=warnings,
+        metadata=_as_read(result.metadata, chosen),
+    )
+
+
+def _reduced(chosen: Candidate) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """(stored, read) (H, W) of the slices when the reader reduces them."""
+    stored, read = chosen.stored_size, tuple(chosen.shape[1:])
+    if stored is None or tuple(stored) == read:
+        return None
+    return tuple(stored), read
+
+
+def _reduction_warnings(chosen: Candidate) -> list[str]:
+    sizes = _reduced(chosen)
+    return [reduction_warning(*sizes)] if sizes else []
+
+
+def _as_read(metadata: StudyMetadata, chosen: Candidate) -> StudyMetadata:
+    """Metadata of the slices as read: a reduced slice's pixels are larger."""
+    sizes = _reduced(chosen)
+    if sizes is None:
+        return metadata
+    stored, read = sizes
+    return dataclasses.replace(
+        metadata,
+        stored_size=stored,
+        reduction=reduction_factor(stored, read),
+        pixel_spacing_mm=scaled_spacing(
+            metadata.pixel_spacing_mm, stored=stored, read=read
+        ),
+    )
 
 
 def _as_check(result: LoadResult, *, kind: str) -> UploadCheck:

@@ -18,8 +18,9 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 
-from ml.io.limits import LimitExceeded, LoadLimits, check_pixels
+from ml.io.limits import LimitExceeded, LoadLimits, check_pixels, format_pixels
 from ml.io.plan import Candidate, Expected, empty_result, rejected_only
+from ml.io.resample import reduce_slice, reduced_size
 from ml.io.sources import Source
 from ml.io.text import clean_text, finite_or_none
 from ml.io.types import (
@@ -71,15 +72,18 @@ def plan_nifti(sources: list[Source], *, limits: LoadLimits) -> Candidate:
     headers.sort(key=lambda h: -h.canonical_shape[0])
     chosen = headers[0]
     rejected += [Rejected(h.source.name, _ANOTHER_VOLUME) for h in headers[1:]]
+    depth, *stored = chosen.canonical_shape
+    size = reduced_size(tuple(stored), max_side=limits.max_side)
     return Candidate(
         kind="nifti",
         label=_LABEL,
         sources=[chosen.source],
-        shape=chosen.canonical_shape,
-        load=lambda: _load(chosen),
+        shape=(depth, *size),
+        load=lambda: _load(chosen, size=size),
         expected=_expected(chosen),
         rejected=rejected,
         warnings=_warnings(chosen),
+        stored_size=tuple(stored),
     )
 
 
@@ -121,6 +125,13 @@ def _checked_header(source: Source, *, limits: LoadLimits) -> _Header:
         raise LimitExceeded(
             f"has {depth} slices; at most {limits.max_slices} can be read"
         )
+    # A NIfTI volume is decoded whole before its slices are reduced.
+    if depth * height * width > limits.max_study_pixels:
+        raise LimitExceeded(
+            f"volume of {width}x{height}x{depth} is "
+            f"{format_pixels(depth * height * width)}; at most "
+            f"{format_pixels(limits.max_study_pixels)} can be read per study"
+        )
     _check_complete(found)
     return found
 
@@ -154,7 +165,7 @@ def _open(path, *, gzipped: bool):
             yield unzipped
 
 
-def _load(found: _Header) -> LoadResult:
+def _load(found: _Header, *, size: tuple[int, int]) -> LoadResult:
     gzipped = found.source.sniffed == "gzip"
     try:
         volume, affine = read_nifti(found.source.path, gzipped=gzipped)
@@ -166,6 +177,8 @@ def _load(found: _Header) -> LoadResult:
         return empty_result(
             kind="nifti", rejected=[Rejected(found.source.name, _NOT_FINITE)]
         )
+    if volume.shape[1:] != size:
+        volume = np.stack([reduce_slice(s, size=size) for s in volume])
     return LoadResult(
         volume=volume,
         slices=_slices(found, affine, depth=volume.shape[0]),

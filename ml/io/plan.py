@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from ml.io.limits import LoadLimits, format_bytes
+from ml.io.limits import LoadLimits, format_bytes, format_pixels
 from ml.io.sources import Source
 from ml.io.types import (
     UNKNOWN_UNITS,
@@ -44,7 +44,9 @@ class Candidate:
 
     ``spot_check`` decodes the few slices worth decoding before the upload is
     accepted (a sample, and files whose headers hint at damage) and returns those
-    that failed; it never builds the volume.
+    that failed; it never builds the volume. ``shape`` is the volume as it will be
+    read; ``stored_size`` the (H, W) of the slices as stored when ``load`` reduces
+    them (longest side above ``LoadLimits.max_side``).
     """
 
     kind: str  # "dicom" | "image" | "nifti"
@@ -56,6 +58,7 @@ class Candidate:
     rejected: list[Rejected] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     spot_check: Callable[[], list[Rejected]] = lambda: []
+    stored_size: tuple[int, int] | None = None
 
     @property
     def slice_count(self) -> int:
@@ -83,11 +86,19 @@ def empty_result(*, kind: str, rejected: list[Rejected]) -> LoadResult:
 
 
 def check_volume(*, shape: tuple[int, int, int], limits: LoadLimits) -> None:
-    """Raise StudyLoadError when a (D, H, W) float32 volume breaks the limits."""
+    """Raise StudyLoadError when a (D, H, W) float32 volume, as read (slices
+    reduced to ``limits.max_side``), breaks the limits."""
     depth, height, width = shape
     if depth > limits.max_slices:
         raise StudyLoadError(
             f"the study has {depth} slices; at most {limits.max_slices} can be read"
+        )
+    pixels = depth * height * width
+    if pixels > limits.max_study_pixels:
+        raise StudyLoadError(
+            f"the study's {depth} slices of {width}x{height} pixels are "
+            f"{format_pixels(pixels)}; at most {format_pixels(limits.max_study_pixels)}"
+            " can be read per study"
         )
     size = depth * height * width * 4
     if size > limits.max_total_bytes:

@@ -14,6 +14,7 @@ from PIL import Image, ImageFile, ImageOps
 
 from ml.io.limits import LimitExceeded, LoadLimits, check_pixels
 from ml.io.plan import Candidate, Expected, rejected_only, split_majority
+from ml.io.resample import reduce_slice, reduced_size
 from ml.io.sources import Source
 from ml.io.types import LoadResult, Rejected, SliceInfo, StudyMetadata
 
@@ -55,12 +56,13 @@ def plan_images(sources: list[Source], *, limits: LoadLimits) -> Candidate:
         kind="image",
         label=_LABEL,
         sources=[p.source for p in probes],
-        shape=(len(probes), *size),
+        shape=(len(probes), *reduced_size(size, max_side=limits.max_side)),
         load=lambda: _load(probes, bits=bits, limits=limits),
         expected=_expected(probes, bits=bits),
         rejected=rejected,
         warnings=_warnings(probes),
         spot_check=lambda: _spot_check(probes, limits=limits),
+        stored_size=size,
     )
 
 
@@ -91,19 +93,44 @@ def _refusing_truncated_images():
 
 
 def read_image(
-    path: str | os.PathLike[str], *, limits: LoadLimits = DEFAULT_IMAGE_LIMITS
+    path: str | os.PathLike[str],
+    *,
+    limits: LoadLimits = DEFAULT_IMAGE_LIMITS,
+    max_side: int | None = None,
 ) -> np.ndarray:
     """Grayscale pixels of a PNG/JPEG/BMP/TIFF file: (H, W) float32, stored values.
 
     EXIF orientation is applied; colour is converted to luminance (ITU-R 601-2);
-    alpha is dropped. Raises ValueError for other formats or oversized images.
+    alpha is dropped. With ``max_side``, an image whose longest side is longer is
+    reduced to it by area averaging (a JPEG is decoded at a reduced scale first).
+    The declared size is checked against ``limits`` before any pixel is decoded.
+    Raises ValueError for other formats or oversized images.
     """
     with _refusing_truncated_images(), Image.open(path, formats=_FORMATS) as im:
         _check_pixels(im.size, limits=limits)
+        size = _oriented_size(im)
+        target = size if max_side is None else reduced_size(size, max_side=max_side)
+        if target != size and im.format == "JPEG" and im.mode in ("L", "RGB"):
+            # DCT scaling: the decoder itself skips detail the result cannot hold.
+            im.draft("L", _stored_order(im, (target[1], target[0])))
         oriented = ImageOps.exif_transpose(im)
     if oriented.mode not in _HIGH_DEPTH_MODES and oriented.mode != "L":
         oriented = oriented.convert("L")
-    return np.asarray(oriented).astype(np.float32)
+    return reduce_slice(np.asarray(oriented), size=target)
+
+
+def _oriented_size(im: Image.Image) -> tuple[int, int]:
+    """(H, W) once the EXIF orientation is applied."""
+    width, height = im.size
+    if im.getexif().get(_EXIF_ORIENTATION) in _SWAPS_AXES:
+        width, height = height, width
+    return height, width
+
+
+def _stored_order(im: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
+    """A (W, H) after EXIF orientation as (W, H) of the stored image."""
+    swapped = im.getexif().get(_EXIF_ORIENTATION) in _SWAPS_AXES
+    return (size[1], size[0]) if swapped else size
 
 
 def _probe_all(sources, *, limits) -> tuple[list[_Probe], list[Rejected]]:
@@ -119,11 +146,8 @@ def _probe_all(sources, *, limits) -> tuple[list[_Probe], list[Rejected]]:
 def _probe(source: Source, *, limits: LoadLimits) -> _Probe:
     with Image.open(source.path, formats=_FORMATS) as im:
         _check_pixels(im.size, limits=limits)
-        width, height = im.size
-        if im.getexif().get(_EXIF_ORIENTATION) in _SWAPS_AXES:
-            width, height = height, width
         bits = 16 if im.mode in _HIGH_DEPTH_MODES else 8
-        return _Probe(source, (height, width), bits, getattr(im, "n_frames", 1))
+        return _Probe(source, _oriented_size(im), bits, getattr(im, "n_frames", 1))
 
 
 def _check_pixels(size: tuple[int, int], *, limits: LoadLimits) -> None:
@@ -142,7 +166,9 @@ def _load(probes: list[_Probe], *, bits: int, limits: LoadLimits) -> LoadResult:
     pixels, kept, rejected = [], [], []
     for probe in probes:
         try:
-            pixels.append(read_image(probe.source.path, limits=limits))
+            pixels.append(
+                read_image(probe.source.path, limits=limits, max_side=limits.max_side)
+            )
             kept.append(probe)
         except Exception as exc:  # as in _probe_all
             rejected.append(Rejected(probe.source.name, _unreadable(probe.source, exc)))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ml.io.text import clean_text
+from ml.io.text import clean_name, clean_text
 
 #: How many rejected files a :class:`StudyLoadError` message names before "and N more".
 _NAMED_IN_MESSAGE = 5
@@ -24,8 +24,10 @@ class Rejected:
     reason: str
 
     def __post_init__(self) -> None:
-        # Reasons quote header text (series descriptions, UIDs) and decoder messages.
+        # Reasons quote header text (series descriptions, UIDs) and decoder messages;
+        # names may come from a zip (clean_name changes nothing it cleaned before).
         object.__setattr__(self, "reason", clean_text(self.reason))
+        object.__setattr__(self, "name", clean_name(self.name))
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ class StudyMetadata:
     gantry_tilt_deg: float | None = None
     window_center: float | None = None
     window_width: float | None = None
+    #: (H, W) of the slices as stored, when they were read reduced (see
+    #: ``LoadLimits.max_side``); ``pixel_spacing_mm`` is that of the reduced slices.
+    stored_size: tuple[int, int] | None = None
+    #: How many times smaller each side was read; None when not reduced.
+    reduction: float | None = None
 
 
 @dataclass

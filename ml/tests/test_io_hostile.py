@@ -161,3 +161,121 @@ def test_load_study_refuses_a_nifti_with_non_finite_voxels(tmp_path, bad):
     nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
     with pytest.raises(StudyLoadError, match="voxel values are not finite"):
         load_study(path)
+
+
+# --- Amplification: slices larger than needed, and the study's pixel budget -------
+def _black_pngs(folder, *, count, width, height):
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(count):
+        Image.new("L", (width, height)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_large_pngs_are_read_reduced_to_1024_pixels_and_say_so(tmp_path):
+    folder = _black_pngs(tmp_path / "big", count=3, width=4096, height=2048)
+
+    loaded, checked = _both(folder)
+
+    assert loaded.volume.shape == checked.shape == (3, 512, 1024)
+    for result in (loaded, checked):
+        assert result.metadata.stored_size == (2048, 4096)
+        assert result.metadata.reduction == 4.0
+        assert any("4096x2048" in w and "reduced 4x" in w for w in result.warnings)
+
+
+def test_large_dicom_slices_keep_hounsfield_units_and_scale_the_pixel_spacing(tmp_path):
+    from ml.tests.io_factories import ct_slice, write
+
+    for i in range(2):
+        ds = ct_slice(hu=40.0, z=5.0 * i, size=(2048, 1536), instance=i + 1)
+        ds.SOPInstanceUID = f"1.2.3.{i}"
+        ds.PixelSpacing = [0.25, 0.25]
+        write(ds, tmp_path / f"{i}.dcm")
+
+    loaded, checked = _both(tmp_path)
+
+    assert loaded.volume.shape == checked.shape == (2, 1024, 768)
+    assert np.allclose(loaded.volume, 40.0)
+    assert loaded.metadata.pixel_spacing_mm == pytest.approx((0.5, 0.5))
+    assert checked.metadata.pixel_spacing_mm == pytest.approx((0.5, 0.5))
+
+
+def test_slices_up_to_1024_pixels_are_read_as_stored(tmp_path):
+    folder = _black_pngs(tmp_path / "std", count=2, width=1024, height=700)
+
+    loaded = load_study(folder)
+
+    assert loaded.volume.shape == (2, 700, 1024)
+    assert loaded.metadata.stored_size is None and loaded.metadata.reduction is None
+    assert not any("reduced" in w for w in loaded.warnings)
+
+
+def test_a_reduced_jpeg_reads_as_the_reduced_full_decode(tmp_path):
+    from PIL import Image
+
+    from ml.io import read_image
+
+    rng = np.random.default_rng(3)
+    pixels = np.kron(rng.integers(0, 255, (64, 64)), np.ones((40, 40))).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "x.jpg", quality=95)
+
+    reduced = read_image(tmp_path / "x.jpg", max_side=1024)
+
+    full = read_image(tmp_path / "x.jpg")
+    assert full.shape == (2560, 2560) and reduced.shape == (1024, 1024)
+    # Each 40-pixel block becomes 16 pixels; away from its edges, the block's value.
+    blocks = full[20::40, 20::40]
+    assert np.abs(reduced[8::16, 8::16] - blocks).mean() < 2.0
+
+
+def test_a_study_past_the_pixel_budget_is_refused_naming_the_limit(tmp_path):
+    from ml.io import LoadLimits
+
+    folder = _black_pngs(tmp_path / "many", count=5, width=1024, height=1024)
+    limits = LoadLimits(max_study_pixels=4 * 1024 * 1024)
+
+    for read in (load_study, check_upload):
+        with pytest.raises(StudyLoadError, match=r"4\.2 million pixels can be read"):
+            read(folder, limits=limits)
+
+
+def test_a_nifti_past_the_pixel_budget_is_refused_before_it_is_decoded(tmp_path):
+    from ml.io import LoadLimits
+    from ml.tests.io_factories import save_nifti
+
+    path = save_nifti(
+        tmp_path / "v.nii.gz", np.zeros((64, 64, 20), np.int16), affine=np.eye(4)
+    )
+
+    with pytest.raises(StudyLoadError, match="can be read per study"):
+        check_upload(path, limits=LoadLimits(max_study_pixels=64 * 64 * 10))
+
+
+# --- Zip member names --------------------------------------------------------------
+def test_zip_member_names_reach_no_message_with_control_characters_or_path_tricks(
+    tmp_path, series
+):
+    import zipfile
+
+    files = sorted(series)
+    long = "d" * 5000
+    upload = tmp_path / "names.zip"
+    with zipfile.ZipFile(upload, "w") as zf:
+        zf.writestr("ok\x1b[31m/\x07a\nb.dcm", files[0].read_bytes())
+        zf.writestr(f"{long}/{long}.dcm", files[1].read_bytes())
+        zf.writestr("..\\..\\windows\\evil.dcm", b"x")
+        zf.writestr("notes\x00.txt", b"hello")
+
+    result = load_study(upload)
+
+    names = [s.source for s in result.slices] + [r.name for r in result.rejected]
+    assert "names.zip/ok[31m/ab.dcm" in names
+    assert "names.zip/windows/evil.dcm" in names
+    assert "names.zip/notes" in names  # zipfile itself ends a name at a NUL
+    for name in names:
+        assert len(name) <= 200
+        assert not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name)
+        assert ".." not in name.split("/") and "\\" not in name
+    assert any(name.endswith(f"{'d' * 50}.dcm") for name in names)
