@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 from fhir.resources.R4B.bundle import Bundle
 
-from diagnosis.findings import DEMO, HEMORRHAGE
+from diagnosis.findings import DEMO, HEMORRHAGE, STROKE, STROKE_TYPE
 from diagnosis.models import Label, StrokeType
 
 from . import selectors
@@ -32,6 +32,16 @@ LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 _NAMESPACE = uuid.UUID("6f1d3c52-4b0e-4c47-8f57-2a6f0b0c7e11")
 
+#: What each finding is called where a code's text names the model's task.
+FINDING_NAMES = {
+    HEMORRHAGE: "intracranial hemorrhage",
+    STROKE: "stroke",
+    STROKE_TYPE: "stroke and its type",
+}
+# An AI call is what the model suspects, never a diagnosis: its Observation carries
+# one of these interpretations, and only a radiologist's reading is a conclusion.
+SUSPECTED = ("suspected", "Suspected by the AI, not confirmed by a radiologist")
+NOT_SUSPECTED = ("not-suspected", "Not suspected by the AI; this excludes nothing")
 FINDING_CODES = {
     (Label.NORMAL, ""): ("281900007", "No abnormality detected"),
     (Label.STROKE, ""): ("230690007", "Cerebrovascular accident"),
@@ -73,24 +83,43 @@ def _finding_text(label: str, stroke_type: str) -> str:
 
 
 def _ai_finding(content: ReportContent) -> dict:
-    """The AI's finding in its card's words. A hemorrhage model's positive call is an
-    intracranial hemorrhage, not a stroke; its negative call excludes no stroke, so
-    it gets no SNOMED code that would say "no abnormality"."""
+    """What the AI suspects, in its card's words. A hemorrhage model's positive call
+    is an intracranial hemorrhage, not a stroke. A negative call excludes nothing a
+    radiologist would rule out, so it gets no SNOMED code that would say "no
+    abnormality" but the portal's own "not suspected"."""
     result, words, text = content.result, content.words, content.finding_text
-    if words.finding != HEMORRHAGE:
-        return _finding(result.label, result.stroke_type, text)
-    if words.positive:
-        code, display = INTRACRANIAL_HEMORRHAGE
+    if not words.positive:
+        code = f"no-{'hemorrhage' if words.finding == HEMORRHAGE else 'stroke'}"
         return {
-            "coding": [{"system": SNOMED, "code": code, "display": display}],
+            "coding": [
+                {"system": PORTAL_CODES, "code": f"{code}-suspected", "display": text}
+            ],
             "text": text,
         }
+    if words.finding != HEMORRHAGE:
+        return _finding(result.label, result.stroke_type, text)
+    code, display = INTRACRANIAL_HEMORRHAGE
     return {
-        "coding": [
-            {"system": PORTAL_CODES, "code": "no-hemorrhage-detected", "display": text}
-        ],
+        "coding": [{"system": SNOMED, "code": code, "display": display}],
         "text": text,
     }
+
+
+def _interpretation(content: ReportContent) -> list[dict]:
+    code, display = SUSPECTED if content.words.positive else NOT_SUSPECTED
+    return [
+        {
+            "coding": [{"system": PORTAL_CODES, "code": code, "display": display}],
+            "text": display,
+        }
+    ]
+
+
+def _task_name(content: ReportContent) -> str:
+    """ "intracranial hemorrhage": what the model looks for, for codes' texts."""
+    if content.words is not None:
+        return FINDING_NAMES[content.words.finding]
+    return "stroke"
 
 
 def _volume(volume_ml: float) -> dict:
@@ -131,14 +160,15 @@ def _patient(study) -> dict:
     return patient
 
 
-def _device(model) -> dict:
+def _device(model, task: str) -> dict:
     device = {
         "resourceType": "Device",
         "id": _uuid("model", model.pk),
         "deviceName": [{"name": model.name, "type": "model-name"}],
         "version": [{"value": model.version}],
         "type": {
-            "text": "AI stroke detection model" + (" (demo)" if model.is_demo else "")
+            "text": f"AI model that looks for {task} (decision support)"
+            + (" (demo)" if model.is_demo else "")
         },
     }
     if model.is_demo:
@@ -170,20 +200,29 @@ def _ai_when(content: ReportContent) -> datetime:
 
 
 def _ai_observation(content: ReportContent, patient, device, imaging) -> dict:
-    """The AI finding; for a study the model declined (outside what it was made
-    for) no value and no probability, only the reason."""
-    result, study = content.result, content.study
+    """The AI finding, interpreted as suspected (or not), preliminary until a
+    radiologist has read the study on this result; for a study the model declined
+    (outside what it was made for) no value and no probability, only the reason."""
+    result, study, review = content.result, content.study, content.review
     when = _ai_when(content)
+    read = (
+        review is not None and result is not None and review.ai_result_id == result.pk
+    )
+    finding_code = (
+        "ai-hemorrhage-finding"
+        if _task_name(content) == FINDING_NAMES[HEMORRHAGE]
+        else "ai-stroke-finding"
+    )
     observation = {
         "resourceType": "Observation",
         "id": _uuid("ai-result", result.pk)
         if result
         else _uuid("outside-scope", study.pk),
-        "status": "preliminary",
+        "status": "final" if read else "preliminary",
         "category": [_imaging_category()],
         "code": {
-            "coding": [{"system": PORTAL_CODES, "code": "ai-stroke-finding"}],
-            "text": "AI stroke detection (decision support)",
+            "coding": [{"system": PORTAL_CODES, "code": finding_code}],
+            "text": f"AI looking for {_task_name(content)} (decision support)",
         },
         "subject": _ref(patient),
         "effectiveDateTime": _when(when),
@@ -198,6 +237,7 @@ def _ai_observation(content: ReportContent, patient, device, imaging) -> dict:
     else:
         observation["device"] = {**_ref(device), "display": str(result.model_version)}
         observation["valueCodeableConcept"] = _ai_finding(content)
+        observation["interpretation"] = _interpretation(content)
         observation["component"] = _ai_components(content)
     if content.is_demo:
         observation["extension"] = [{"url": DEMO_EXTENSION, "valueBoolean": True}]
@@ -221,9 +261,7 @@ def _ai_components(content: ReportContent) -> list[dict]:
             f"Calibrated probability: {positive[:1].lower()}{positive[1:]}",
             result.probability,
         ),
-        _fraction(
-            "confidence", "Calibrated confidence in the finding", result.confidence
-        ),
+        # The probability at or above which the model calls the finding suspected.
         _fraction("threshold", "Decision threshold", result.threshold),
     ]
     if content.volume_ml is not None:
@@ -290,7 +328,8 @@ def _conclusion(content: ReportContent) -> str:
         finding = content.finding_text
         ai = (
             f"AI: {finding[:1].lower()}{finding[1:]}, "
-            f"confidence {result.confidence:.0%} ({result.model_version}). "
+            f"probability {_percent(result.probability)} (threshold "
+            f"{_percent(result.threshold)}, {result.model_version}). "
         )
     if content.is_demo:
         ai += f"{DEMO.explanation} "
@@ -302,19 +341,27 @@ def _conclusion(content: ReportContent) -> str:
     return ai + f"Radiologist ({_person(review.reviewer)}): {reading}."
 
 
+def _percent(value) -> str:
+    if value is None or not math.isfinite(float(value)):
+        return "unknown"
+    return f"{float(value):.0%}"
+
+
 def _conclusion_code(content: ReportContent) -> list[dict]:
+    """Only a radiologist's reading is coded as the report's conclusion: an
+    unreviewed AI call stays an Observation interpreted as suspected."""
     review = content.review
-    if review is not None:
-        text = _finding_text(review.final_label, review.stroke_type)
-        return [_finding(review.final_label, review.stroke_type, text)]
-    return [] if content.result is None else [_ai_finding(content)]
+    if review is None:
+        return []
+    text = _finding_text(review.final_label, review.stroke_type)
+    return [_finding(review.final_label, review.stroke_type, text)]
 
 
 def report_bundle(content: ReportContent, *, pdf_url: str = "") -> Bundle:
     """The study's report as a validated FHIR Bundle (collection)."""
     study, result, review = content.study, content.result, content.review
     patient = _patient(study)
-    device = _device(result.model_version) if result else None
+    device = _device(result.model_version, _task_name(content)) if result else None
     imaging = _imaging_study(study, patient)
     ai = _ai_observation(content, patient, device, imaging)
     observations = [ai]
@@ -350,7 +397,8 @@ def report_bundle(content: ReportContent, *, pdf_url: str = "") -> Bundle:
                     "display": "Diagnostic imaging study",
                 }
             ],
-            "text": "AI stroke detection report",
+            "text": f"Head {study.modality or 'imaging'} with AI decision support for "
+            f"{_task_name(content)}",
         },
         "subject": _ref(patient),
         "effectiveDateTime": _when(study.created_at),

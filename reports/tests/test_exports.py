@@ -49,8 +49,16 @@ def test_fhir_bundle_of_unreviewed_study_validates(ready_study, as_clinician):
     (observation,) = resources(data, "Observation")
     assert report["status"] == observation["status"] == "preliminary"
     assert "Not yet reviewed by a radiologist" in report["conclusion"]
+    # What the AI suspects, not a diagnosis: no conclusion code until a reading.
     assert observation["valueCodeableConcept"]["coding"][0]["code"] == "274100004"
+    (interpretation,) = observation["interpretation"]
+    assert interpretation["coding"][0]["code"] == "suspected"
+    assert "not confirmed by a radiologist" in interpretation["text"]
+    assert "conclusionCode" not in report
+    assert "probability 93% (threshold 40%" in report["conclusion"]
+    assert "confidence" not in report["conclusion"].lower()
     components = {c["code"]["text"]: c for c in observation["component"]}
+    assert not [text for text in components if "confidence" in text.lower()]
     probability = components["Calibrated probability: suspected stroke"][
         "valueQuantity"
     ]
@@ -81,7 +89,11 @@ def test_fhir_bundle_of_reviewed_study_carries_the_reading(
     assert report["status"] == "final"
     assert report["resultsInterpreter"][0]["display"] == "Rob Reader"
     ai, reading = resources(data, "Observation")
-    assert ai["status"] == "preliminary" and reading["status"] == "final"
+    # Read on this result: the AI's observation is final too, and the report's
+    # coded conclusion is the radiologist's.
+    assert ai["status"] == reading["status"] == "final"
+    assert ai["interpretation"][0]["coding"][0]["code"] == "suspected"
+    assert report["conclusionCode"] == [reading["valueCodeableConcept"]]
     assert reading["note"][0]["text"].startswith("Acute right frontal")
     assert reading["derivedFrom"] == [{"reference": f"urn:uuid:{ai['id']}"}]
     assert {"valueBoolean": True}.items() <= reading["component"][0].items()

@@ -195,7 +195,11 @@ def test_fhir_codes_a_bleed_as_intracranial_hemorrhage_with_its_volume(
     ]
     assert value["text"] == "Suspected intracranial hemorrhage · 12 mL"
     (report,) = resources(data, "DiagnosticReport")
-    assert report["conclusionCode"] == [value]
+    assert "conclusionCode" not in report  # not read yet: suspected, not diagnosed
+    assert observation["interpretation"][0]["coding"][0]["code"] == "suspected"
+    assert observation["code"]["coding"][0]["code"] == "ai-hemorrhage-finding"
+    assert "intracranial hemorrhage" in report["code"]["text"]
+    assert "stroke" not in report["code"]["text"].lower()
     assert "suspected intracranial hemorrhage · 12 mL" in report["conclusion"]
     components = {c["code"]["text"]: c for c in observation["component"]}
     assert components["Lesion volume (AI estimate)"]["valueQuantity"] == {
@@ -221,6 +225,21 @@ def test_fhir_of_a_negative_bleed_model_does_not_say_no_abnormality(
     assert "281900007" not in json.dumps(data)  # "No abnormality detected"
     components = {c["code"]["text"] for c in _ai_observation(data)["component"]}
     assert "Lesion volume (AI estimate)" not in components  # none was measured
+
+
+def test_fhir_of_a_negative_stroke_model_is_not_suspected_not_no_abnormality(
+    analysed_study, phantom, as_clinician
+):
+    study = analysed_study(lesion_analysis(phantom, label="normal", mapped=0))
+    data = fhir_of(as_clinician, study)
+    observation = _ai_observation(data)
+    assert observation["valueCodeableConcept"]["coding"][0]["code"] == (
+        "no-stroke-suspected"
+    )
+    assert observation["interpretation"][0]["coding"][0]["code"] == "not-suspected"
+    assert "281900007" not in json.dumps(data)  # "No abnormality detected"
+    (report,) = resources(data, "DiagnosticReport")
+    assert "conclusionCode" not in report
 
 
 def test_fhir_of_a_demo_model_says_demo_on_the_device_and_the_finding(
