@@ -51,7 +51,7 @@ def confusion_figures(evaluations, *, titles=None, prefix="confusion") -> list[d
     """One study-level confusion-matrix heatmap per successful evaluation, titled
     by its data set or by ``titles`` (one per evaluation)."""
     figures = []
-    titles = titles or [str(e.dataset) for e in evaluations]
+    titles = titles or [e.title for e in evaluations]
     for evaluation, title in zip(evaluations, titles, strict=True):
         matrix = evaluation.report.get("study", {}).get("confusion_matrix")
         if not evaluation.ok or not matrix:

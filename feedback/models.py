@@ -106,6 +106,34 @@ class ModelVersion(BaseModel):
         prefetch_related("evaluations"): no query per row)."""
         return next((e for e in self.evaluations.all() if e.ok), None)
 
+    @property
+    def card_evaluation(self) -> "CardEvaluation | None":
+        """The figures its model file brings from its own test, if any."""
+        evaluation = CardEvaluation(self)
+        return evaluation if evaluation.ok else None
+
+    @property
+    def headline_evaluation(self) -> "ModelEvaluation | CardEvaluation | None":
+        """The figures the model list and the dashboard show for this version: a
+        locked split's when it has been judged on one, else its card's own."""
+        return self.locked_evaluation or self.card_evaluation
+
+    @property
+    def training_fingerprint(self) -> str:
+        """The card's fingerprint of what it was trained on, else its job's."""
+        if self.data_fingerprint or not self.training_job_id:
+            return self.data_fingerprint
+        return self.training_job.data_fingerprint
+
+    @property
+    def training_data_summary(self) -> str:
+        """What its card says it was trained on, in words ("" if nothing)."""
+        data = self.card.get("training_data") or {}
+        parts = [str(data["source"])] if data.get("source") else []
+        keys = ("images", "patients", "scans")
+        parts += [f"{data[key]} {key}" for key in keys if data.get(key)]
+        return ", ".join(parts)
+
 
 # --- Feedback cases ---------------------------------------------------------------
 class CaseKind(models.TextChoices):
@@ -371,7 +399,49 @@ class RetrainingJob(BaseModel):
         return f"{self.get_status_display()} after {done} of {total} epochs."
 
 
-class ModelEvaluation(BaseModel):
+class _Figures:
+    """Study-level figures read from a ``report`` (an evaluation's or a card's)."""
+
+    report: dict
+
+    def metric(self, name: str) -> float | None:
+        value = self.report.get("study", {}).get(name)
+        return None if value is None or value != value else float(value)
+
+    @property
+    def low_specificity(self) -> bool:
+        value = self.metric("specificity")
+        return value is not None and value < promotion_min_specificity()
+
+
+class CardEvaluation(_Figures):
+    """The figures a model file's card brings from its own test (the shipped
+    model's cross-validation, a training run's held-out split): shown beside the
+    locked-split evaluations, never used by the promotion gate."""
+
+    dataset = None
+    error_message = ""
+    roc: dict = {}
+
+    def __init__(self, version: ModelVersion) -> None:
+        study = (version.metrics or {}).get("study") or {}
+        self.pk = f"card-{version.pk}"
+        self.report = {"study": study, "studies": study.get("n")}
+        self.description = (version.metrics or {}).get("evaluation") or (
+            "its training run"
+        )
+        self.is_demo = version.is_demo
+
+    @property
+    def ok(self) -> bool:
+        return self.metric("auc") is not None
+
+    @property
+    def title(self) -> str:
+        return f"Its own test ({self.description})"
+
+
+class ModelEvaluation(_Figures, BaseModel):
     """One model version judged on one data set's locked test split."""
 
     model_version = models.ForeignKey(
@@ -400,11 +470,6 @@ class ModelEvaluation(BaseModel):
     def ok(self) -> bool:
         return not self.error_message and "study" in self.report
 
-    def metric(self, name: str) -> float | None:
-        value = self.report.get("study", {}).get(name)
-        return None if value is None or value != value else float(value)
-
     @property
-    def low_specificity(self) -> bool:
-        value = self.metric("specificity")
-        return value is not None and value < promotion_min_specificity()
+    def title(self) -> str:
+        return str(self.dataset)

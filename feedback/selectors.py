@@ -67,8 +67,11 @@ def model_version_get(*, pk: int) -> ModelVersion:
     return version
 
 
-def model_evaluations(*, version: ModelVersion) -> QuerySet[ModelEvaluation]:
-    return version.evaluations.select_related("dataset")
+def model_evaluations(*, version: ModelVersion) -> list:
+    """Its evaluations on locked splits, then its card's own figures (if any): the
+    model page shows whatever the model list shows for it."""
+    card = version.card_evaluation
+    return [*version.evaluations.select_related("dataset"), *filter(None, [card])]
 
 
 # --- feedback cases -------------------------------------------------------------

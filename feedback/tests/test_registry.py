@@ -361,3 +361,64 @@ def test_a_model_that_does_not_load_cannot_be_promoted(
     broken.refresh_from_db()
     assert broken.status == ModelStatus.CANDIDATE
     assert "damaged" in broken.load_error
+
+
+def row_of(listing, version) -> str:
+    return listing.text.split(f'data-testid="model-{version.pk}"')[1].split("</tr>")[0]
+
+
+def test_the_shipped_model_page_shows_the_figures_of_its_list_row(
+    as_admin, settings, data_dirs
+):
+    """The shipped model has no locked-split evaluation: its list row shows its
+    card's cross-validation figures, and its page must show the same ones (not "No
+    evaluation yet"), with what it was trained on."""
+    from django.core.management import call_command
+
+    from feedback.formatting import figure
+
+    settings.SHIPPED_MODEL_DIR = settings.BASE_DIR / "models" / "ich-seg-ctich"
+    call_command("model_ensure", stdout=io.StringIO())
+    shipped = ModelVersion.objects.get()
+    study = shipped.metrics["study"]
+    figures = [figure(study[k]) for k in ("auc", "sensitivity", "specificity")]
+    row = row_of(as_admin.get(reverse("feedback:model-list")), shipped)
+    assert all(f in row for f in figures) and "own test" in row
+    page = as_admin.get(reverse("feedback:model-detail", args=[shipped.pk]))
+    table = page.text.split('data-testid="evaluations"')[1].split("</table>")[0]
+    assert all(f in table for f in figures)
+    assert "Its own test (grouped 5-fold CV by patient)" in table
+    assert f"<td>{study['n']}</td>" in table
+    assert "No evaluation yet" not in page.text
+    assert page.text.count('data-figure-id="confusion-card-') == 1
+    trained_on = page.text.split('data-testid="training-data"')[1].split("</dd>")[0]
+    assert "no fingerprint in its model card" in trained_on
+    assert "2093 images, 56 patients" in trained_on
+
+
+def test_a_model_page_shows_its_list_rows_figures_and_job_fingerprint(
+    as_admin, make_version, ready_dataset, admin
+):
+    from feedback.models import RetrainingJob
+
+    job = RetrainingJob.objects.create(
+        dataset=ready_dataset, started_by=admin, data_fingerprint="ab" * 32
+    )
+    version = make_version(dataset=ready_dataset, auc=0.8125, sens=0.9, spec=0.7)
+    ModelVersion.objects.filter(pk=version.pk).update(training_job=job)
+    row = row_of(as_admin.get(reverse("feedback:model-list")), version)
+    assert "0.813" in row and "0.900" in row and "0.700" in row
+    page = as_admin.get(reverse("feedback:model-detail", args=[version.pk]))
+    table = page.text.split('data-testid="evaluations"')[1].split("</table>")[0]
+    assert "0.813 [0.71, 0.86]" in table and "0.900" in table and "0.700" in table
+    assert "No evaluation yet" not in page.text
+    trained_on = page.text.split('data-testid="training-data"')[1].split("</dd>")[0]
+    assert "ab" * 32 in trained_on
+
+
+def test_a_model_never_evaluated_says_so_on_both_pages(as_admin, make_version):
+    version = make_version()
+    row = row_of(as_admin.get(reverse("feedback:model-list")), version)
+    assert "not evaluated on a locked split" in row
+    page = as_admin.get(reverse("feedback:model-detail", args=[version.pk]))
+    assert 'data-testid="no-evaluation"' in page.text
