@@ -85,6 +85,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After WhiteNoise, so static files keep their long cache lifetimes.
     "accounts.middleware.NoStoreMiddleware",
+    "accounts.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -222,6 +223,16 @@ if HTTPS:
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# The portal serves its own scripts and styles (no CDN, no inline script): anything
+# else is refused. Plain style= attributes stay allowed: Plotly and the templates'
+# progress bars set them, and they cannot run code or load anything img-src refuses.
+CONTENT_SECURITY_POLICY = env_text(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "style-src-attr 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)
 # Admins are warned (audit trail page) when one user has this many refused accesses
 # to patient data within an hour.
 REFUSED_READS_ALERT_THRESHOLD = env.int("REFUSED_READS_ALERT_THRESHOLD", default=20)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from accounts import apis as account_apis
 from accounts import views as account_views
@@ -78,7 +78,7 @@ urlpatterns = [
     path("api/schema/", any_role_required(SpectacularAPIView.as_view()), name="schema"),
     path(
         "api/docs/",
-        any_role_required(SpectacularSwaggerView.as_view(url_name="schema")),
+        any_role_required(views.ApiDocsView.as_view(url_name="schema")),
         name="api-docs",
     ),
     path("healthz", views.healthz, name="healthz"),

@@ -1,14 +1,23 @@
-"""Pages the portal shows when something goes wrong, in the portal's look."""
+"""Pages the portal shows when something goes wrong, in the portal's look; and the
+API docs page under the portal's Content-Security-Policy."""
+
+import base64
+import hashlib
+import re
+from functools import cache
 
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import get_template
 from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from accounts import services
 from accounts.audit import Action, audit_record
-from accounts.middleware import refusal_context
+from accounts.middleware import csp_with, refusal_context
 from accounts.models import AuditOutcome
 
 
@@ -54,3 +63,27 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception:
         return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+@cache
+def _inline_style_hashes(template_name: str) -> str:
+    """CSP sources for the <style> blocks of a third-party template, as written in
+    its source (static text): they follow the installed version by themselves."""
+    source = get_template(template_name).template.source
+    blocks = re.findall(r"<style>(.*?)</style>", source, flags=re.DOTALL)
+    digests = (hashlib.sha256(b.encode()).digest() for b in blocks)
+    return " ".join(f"'sha256-{base64.b64encode(d).decode()}'" for d in digests)
+
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """Swagger UI from the sidecar's files. The split view serves its setup script
+    as a separate same-origin file (`?script`), so the page needs no inline script;
+    its template's one inline <style> block is allowed by hash, on this page only."""
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        if request.GET.get("script") is None:
+            hashes = _inline_style_hashes(self.template_name)
+            response["Content-Security-Policy"] = csp_with(style_src=hashes)
+        return response
