@@ -176,3 +176,10 @@ def test_migration_chains_entries_written_before_it(admin):
     executor.migrate(executor.loader.graph.leaf_nodes())
     audit_record(action="user.view", actor=admin)
     assert verify().startswith("4 entries, chain intact")
+
+
+@pytest.mark.skipif(connection.vendor == "postgresql", reason="SQLite's answer")
+def test_db_app_role_says_sqlite_has_no_roles(db, monkeypatch):
+    monkeypatch.setenv("APP_DB_PASSWORD", "x")
+    with pytest.raises(CommandError, match="SQLite has no roles"):
+        call_command("db_app_role")
