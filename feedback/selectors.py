@@ -84,6 +84,13 @@ def case_list_for_user(*, user: User, status: str = "") -> QuerySet[FeedbackCase
     return cases.filter(status=status) if status else cases
 
 
+def case_list_for_study(*, user: User, study) -> QuerySet[FeedbackCase]:
+    """A study's feedback cases, newest first, for its page: training internals
+    (case numbers, confirmation, kept out of training) are for radiologists and
+    admins; a clinician sees the reading itself, not what it teaches the model."""
+    return case_list_for_user(user=user).filter(study=study).order_by("-created_at")
+
+
 def case_get_for_user(*, user: User, pk: int) -> FeedbackCase:
     case = case_list_for_user(user=user).filter(pk=pk).first()
     if case is None:

@@ -401,7 +401,20 @@ CELERY_TIMEZONE = TIME_ZONE
 UPLOAD_MAX_FILES = env.int("UPLOAD_MAX_FILES", default=2000)
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_MB", default=2048) * 1024 * 1024
 UPLOAD_MAX_SLICES = env.int("UPLOAD_MAX_SLICES", default=1500)
-DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
+# Pixels of one study as read: slices larger than 1024 px are read reduced to 1024 px
+# on their longest side (the model reads 512 px at most), so a few small PNGs
+# declaring 4096x4096 cannot take gigabytes of a worker. Default: 1,500 slices of a
+# standard 512x512 CT (a 1.5 GiB float32 volume).
+UPLOAD_MAX_STUDY_PIXELS = env.int("UPLOAD_MAX_STUDY_PIXELS", default=1500 * 512 * 512)
+# Past UPLOAD_MAX_FILES files or UPLOAD_MAX_MB, diagnosis.forms.UploadLimitHandler
+# counts the study upload's files without keeping them, so the form and the API
+# answer with the limit; Django's bare 400 comes only past ten times the files.
+DATA_UPLOAD_MAX_NUMBER_FILES = 10 * UPLOAD_MAX_FILES
+FILE_UPLOAD_HANDLERS = [
+    "diagnosis.forms.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 FILE_UPLOAD_TEMP_DIR = None
 # A worker that has not reported progress for this long is presumed dead, and a
 # redelivered message may take its study over.

@@ -163,3 +163,40 @@ def test_clinicians_see_no_cases(make_ready_study, as_radiologist, as_clinician)
     assert as_clinician.get(reverse("feedback:case-list")).status_code == 403
     response = as_clinician.post(reverse("feedback:case-confirm", args=[case.pk]))
     assert response.status_code == 403
+
+
+def test_a_study_shows_its_feedback_cases_to_readers_only(
+    make_ready_study, as_radiologist, as_radiologist2, radiologist, clinician
+):
+    """What the study page may list: case numbers and their confirmation are the
+    training loop's, for radiologists and admins; the clinician has the reading."""
+    from feedback import selectors
+
+    study = make_ready_study(label="stroke")
+    review(as_radiologist, study, "normal")
+    case = FeedbackCase.objects.get()
+    as_radiologist2.post(reverse("feedback:case-confirm", args=[case.pk]))
+    assert list(selectors.case_list_for_study(user=radiologist, study=study)) == [case]
+    assert not selectors.case_list_for_study(user=clinician, study=study).exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="diagnosis.views.study_detail reads study.feedback_cases itself; it must "
+    "call feedback.selectors.case_list_for_study(user=request.user, study=study) "
+    "(#14, a change in diagnosis/)",
+)
+def test_a_clinician_sees_the_reading_not_the_training_feedback(
+    make_ready_study, as_radiologist, as_radiologist2, as_clinician
+):
+    study = make_ready_study(label="stroke")
+    review(as_radiologist, study, "normal")
+    case = FeedbackCase.objects.get()
+    as_radiologist2.post(reverse("feedback:case-confirm", args=[case.pk]))
+    page = as_radiologist.get(reverse("diagnosis:study-detail", args=[study.pk]))
+    assert f"Training feedback case {case.pk}: confirmed" in page.text
+    page = as_clinician.get(reverse("diagnosis:study-detail", args=[study.pk]))
+    assert 'data-testid="current-review"' in page.text  # the reading itself
+    assert "differs from the AI" in page.text
+    assert "Training feedback case" not in page.text
+    assert 'data-testid="feedback-case"' not in page.text
