@@ -24,6 +24,13 @@ _NEGATIVE = {
     STROKE: "No stroke suspected",
     STROKE_TYPE: "No stroke suspected",
 }
+#: What a model looks for, for titles and codes' texts ("AI decision support for
+#: intracranial hemorrhage").
+FINDING_NAMES = {
+    HEMORRHAGE: "intracranial hemorrhage",
+    STROKE: "stroke",
+    STROKE_TYPE: "stroke and its type",
+}
 # What a negative result of a model that looks for one finding leaves open, when its
 # card does not say: a CT without a bleed is where an ischemic stroke still hides.
 _LEFT_OPEN = {HEMORRHAGE: "an ischemic stroke"}
@@ -117,6 +124,12 @@ def finding_words(
         headline=f"{title} · {volume}" if volume else title,
         caveat="" if positive else _caveat(card, finding),
     )
+
+
+def finding_name(words: FindingWords | None) -> str:
+    """What the model that spoke these words looks for ("intracranial
+    hemorrhage"); "stroke" when there are none (the model declined the study)."""
+    return FINDING_NAMES[words.finding] if words is not None else FINDING_NAMES[STROKE]
 
 
 def _caveat(card: dict | None, finding: str) -> str:

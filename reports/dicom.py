@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import EncapsulatedPDFStorage
 
 from diagnosis import storage
-from diagnosis.findings import DEMO
+from diagnosis.findings import DEMO, finding_name
 
 from . import images
 from .selectors import ReportContent
@@ -46,7 +46,9 @@ _COPIED = (
     "ReferringPhysicianName",
 )
 _DIRECTIONS = {0: ("L", "R"), 1: ("P", "A"), 2: ("H", "F")}
-#: Burned into a demo model's key images, where a PACS reader looks.
+#: Burned into every key image, where a PACS reader looks: a Secondary Capture's
+#: comments and series description are rarely on screen beside its pixels.
+AI_BANNER = "AI RESULT - NOT FOR DIAGNOSIS"
 DEMO_BANNER = f"{DEMO.label.upper()} - not for clinical use"
 
 
@@ -155,8 +157,10 @@ def encapsulated_pdf(
         sop_class_uid=EncapsulatedPDFStorage,
         instance_number=1,
         modality="DOC",
-        series_description=_demo_prefix(content)
-        + "AI stroke report (decision support)",
+        series_description=(
+            f"{_demo_prefix(content)}AI report: {finding_name(content.words)} "
+            "(decision support)"
+        )[:64],
         institution_name=settings.INSTITUTION_NAME or None,
         software_versions=_model(content)[:64] or None,
         content_date=when.date(),
@@ -166,7 +170,10 @@ def encapsulated_pdf(
     ds.ConversionType = "WSD"  # SC Equipment: made by a workstation
     ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S")
     ds.BurnedInAnnotation = "YES"  # the PDF names the patient
-    ds.DocumentTitle = f"{_demo_prefix(content)}AI stroke detection report"
+    ds.DocumentTitle = (
+        f"{_demo_prefix(content)}AI decision support report: "
+        f"{finding_name(content.words)}"
+    )
     ds.ConceptNameCodeSequence = []
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     ds.EncapsulatedDocumentLength = len(pdf)
@@ -199,6 +206,11 @@ def _slice_comment(content: ReportContent, item, layer: str) -> str:
     return ", ".join(parts) + "."
 
 
+def key_image_banner(content: ReportContent) -> str:
+    """The words burned across the top of every key image."""
+    return f"{AI_BANNER} - {DEMO_BANNER}" if content.is_demo else AI_BANNER
+
+
 def key_images(
     content: ReportContent,
     *,
@@ -207,7 +219,8 @@ def key_images(
 ) -> list[Dataset]:
     """The key slices with the model's map (heatmap or lesion outline) burned in, as
     Secondary Capture images in a new series of the study. Slices without a map are
-    exported as they are; a demo model's carry a burned-in banner saying so."""
+    exported as they are; every one carries a burned-in banner saying it is AI
+    output and not for diagnosis (and a demo model's that it is one)."""
     common = _common(content, header)
     series_uid = _uid(report_uid, "key-image-series")
     layer = content.explanation.layer.lower()
@@ -215,8 +228,7 @@ def key_images(
     out = []
     for number, item in enumerate(content.key_slices, start=1):
         pixels = item.overlay if item.overlay is not None else item.ct
-        if content.is_demo:
-            pixels = images.with_banner(pixels, DEMO_BANNER)
+        pixels = images.with_banner(pixels, key_image_banner(content))
         ds = hd.sc.SCImage(
             pixel_array=np.ascontiguousarray(pixels),
             photometric_interpretation="RGB",
@@ -234,9 +246,13 @@ def key_images(
         )[:64]
         ds.ImageComments = (
             f"{_slice_comment(content, item, layer)} {finding} "
+            f"Burned-in banner: {key_image_banner(content)}. "
             "Decision support, not a diagnosis."
         )[:10240]
-        ds.BurnedInAnnotation = "NO"  # no text that names the patient
+        # DICOM's BurnedInAnnotation says whether the burned-in text identifies the
+        # patient: the banner names none, so it stays NO (de-identification tools
+        # rely on it); the banner is declared in ImageComments instead.
+        ds.BurnedInAnnotation = "NO"
         out.append(ds)
     return out
 

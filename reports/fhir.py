@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 from fhir.resources.R4B.bundle import Bundle
 
-from diagnosis.findings import DEMO, HEMORRHAGE, STROKE, STROKE_TYPE
+from diagnosis.findings import DEMO, FINDING_NAMES, HEMORRHAGE, finding_name
 from diagnosis.models import Label, StrokeType
 
 from . import selectors
@@ -32,12 +32,6 @@ LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 _NAMESPACE = uuid.UUID("6f1d3c52-4b0e-4c47-8f57-2a6f0b0c7e11")
 
-#: What each finding is called where a code's text names the model's task.
-FINDING_NAMES = {
-    HEMORRHAGE: "intracranial hemorrhage",
-    STROKE: "stroke",
-    STROKE_TYPE: "stroke and its type",
-}
 # An AI call is what the model suspects, never a diagnosis: its Observation carries
 # one of these interpretations, and only a radiologist's reading is a conclusion.
 SUSPECTED = ("suspected", "Suspected by the AI, not confirmed by a radiologist")
@@ -116,10 +110,7 @@ def _interpretation(content: ReportContent) -> list[dict]:
 
 
 def _task_name(content: ReportContent) -> str:
-    """ "intracranial hemorrhage": what the model looks for, for codes' texts."""
-    if content.words is not None:
-        return FINDING_NAMES[content.words.finding]
-    return "stroke"
+    return finding_name(content.words)
 
 
 def _volume(volume_ml: float) -> dict:

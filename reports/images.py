@@ -103,12 +103,31 @@ def with_banner(rgb: np.ndarray, text: str) -> np.ndarray:
     from PIL import ImageDraw, ImageFont
 
     image = Image.fromarray(np.ascontiguousarray(rgb))
+    draw = ImageDraw.Draw(image)
     size = max(9, image.width // 28)
     font = ImageFont.load_default(size=size)
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((0, 0, image.width, round(size * 1.6)), fill=BANNER_FILL)
-    draw.text((size // 2, round(size * 0.3)), text, fill=(255, 255, 255), font=font)
+    lines = _banner_lines(text, draw, font, room=image.width - size)
+    step = round(size * 1.25)
+    draw.rectangle(
+        (0, 0, image.width, step * len(lines) + round(size * 0.35)), fill=BANNER_FILL
+    )
+    for number, line in enumerate(lines):
+        position = (size // 2, round(size * 0.3) + number * step)
+        draw.text(position, line, fill=(255, 255, 255), font=font)
     return np.asarray(image)
+
+
+def _banner_lines(text: str, draw, font, *, room: int) -> list[str]:
+    """`text` broken at spaces into lines no wider than `room` pixels (a word longer
+    than that gets a line of its own), so a narrow slice shows the whole banner."""
+    lines: list[str] = []
+    for word in text.split():
+        joined = f"{lines[-1]} {word}" if lines else word
+        if lines and draw.textlength(joined, font=font) <= room:
+            lines[-1] = joined
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def jpeg_bytes(rgb: np.ndarray) -> bytes:

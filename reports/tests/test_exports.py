@@ -6,6 +6,7 @@ import io
 import json
 import zipfile
 
+import numpy as np
 import pydicom
 import pytest
 from django.urls import reverse
@@ -168,6 +169,14 @@ def test_dicom_export_files_pdf_and_key_images_into_the_study(
         assert ds.PhotometricInterpretation == "RGB"
         assert ds.pixel_array.shape == (256, 256, 3)
         assert "Decision support" in ds.ImageComments
+        # Burned into the pixels, where a PACS reader looks: AI output, not for
+        # diagnosis; the text names no patient, so BurnedInAnnotation stays NO.
+        assert "Burned-in banner: AI RESULT - NOT FOR DIAGNOSIS." in ds.ImageComments
+        assert ds.BurnedInAnnotation == "NO"
+        top = ds.pixel_array[:10].astype(int)
+        amber = np.all(np.abs(top - np.array([0xB3, 0x5C, 0x00])) <= 12, axis=-1)
+        lettering = top[..., 2] > 120  # white text on amber (which has no blue)
+        assert amber.mean() > 0.5 and lettering.sum() > 50
     assert len({ds.SeriesInstanceUID for ds in keys}) == 1
     assert keys[0].SeriesInstanceUID != pdf.SeriesInstanceUID
     assert len({ds.SOPInstanceUID for ds in [pdf, *keys]}) == 4
@@ -229,3 +238,19 @@ def test_study_links_snippet_names_every_download(ready_study):
     )
     for name in ("reports:study-pdf", "reports:study-fhir", "reports:study-dicom"):
         assert reverse(name, args=[ready_study.pk]) in html
+
+
+def test_key_image_banner_wraps_to_fit_a_narrow_slice():
+    from reports.dicom import AI_BANNER, DEMO_BANNER
+    from reports.images import with_banner
+
+    text = f"{AI_BANNER} - {DEMO_BANNER}"
+    wide = with_banner(np.zeros((256, 270, 3), np.uint8), text)
+    narrow = with_banner(np.zeros((256, 128, 3), np.uint8), text)
+
+    def banner_rows(pixels):
+        return int(np.any(pixels != 0, axis=(1, 2)).sum())
+
+    # Every word is drawn: a narrow slice gets more lines, not a cut-off banner.
+    assert banner_rows(narrow) > banner_rows(wide)
+    assert not (narrow[:, -3:, 2] > 120).any()  # no letter runs off the edge
