@@ -1,6 +1,63 @@
+import io
+
 from django import forms
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, StopFutureHandlers
+from django.urls import reverse
 
 from .models import Label, Sex, StrokeType, StudyStatus
+
+
+class NotKeptFile(UploadedFile):
+    """A file of a study upload past its limits: its name and size, not its bytes."""
+
+    def __init__(self, name: str, size: int):
+        super().__init__(io.BytesIO(), name, "application/octet-stream", size)
+
+
+def _study_upload_paths() -> set[str]:
+    return {reverse("diagnosis:study-upload"), reverse("api:study-list")}
+
+
+class UploadLimitHandler(FileUploadHandler):
+    """First upload handler. On the study upload URLs, once the request passes
+    UPLOAD_MAX_FILES files or UPLOAD_MAX_BYTES, every later file is counted but not
+    kept (neither in memory nor on disk) and stands as a :class:`NotKeptFile`: the
+    upload service then refuses the upload with a message naming the limit, where
+    Django would answer a bare 400 (its CSRF check reads the form before any view),
+    and an oversized upload fills no disk before it is refused."""
+
+    def __init__(self, request=None):
+        super().__init__(request)
+        self.active = request is not None and request.path_info in (
+            _study_upload_paths()
+        )
+        self.files = self.total = self.current = 0
+        self.over = False
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        if not self.active:
+            return
+        self.files += 1
+        self.current = 0
+        self.over = self.over or self.files > settings.UPLOAD_MAX_FILES
+        if self.over:
+            raise StopFutureHandlers  # no memory or temporary file for it
+
+    def receive_data_chunk(self, raw_data, start):
+        if not self.active:
+            return raw_data
+        self.current += len(raw_data)
+        self.total += len(raw_data)
+        self.over = self.over or self.total > settings.UPLOAD_MAX_BYTES
+        return None if self.over else raw_data
+
+    def file_complete(self, file_size):
+        if self.active and self.over:
+            return NotKeptFile(self.file_name, self.current)
+        return None
 
 
 class MultipleFileInput(forms.ClearableFileInput):

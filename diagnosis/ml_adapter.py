@@ -55,6 +55,7 @@ def upload_limits() -> LoadLimits:
         max_files=settings.UPLOAD_MAX_FILES,
         max_total_bytes=settings.UPLOAD_MAX_BYTES,
         max_slices=settings.UPLOAD_MAX_SLICES,
+        max_study_pixels=settings.UPLOAD_MAX_STUDY_PIXELS,
     )
 
 
