@@ -62,6 +62,22 @@ class StudyCreateOutcome:
 
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ ()\-]+")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: Longest uploaded file name kept; ml.io leaves names this short as they are.
+_MAX_NAME = 150
+
+
+def upload_name(name: str) -> str:
+    """The name an uploaded file is known by in messages and the database: its
+    base name without control characters, at most 150 characters (the middle
+    elided). Django's parser already drops folders and unprintable characters from
+    names it receives; this holds for any caller."""
+    base = re.split(r"[/\\]", _CONTROL.sub("", name or ""))[-1].strip()
+    base = "file" if base in ("", ".", "..") else base
+    if len(base) <= _MAX_NAME:
+        return base
+    head = (_MAX_NAME - 1) // 2
+    return f"{base[:head]}…{base[len(base) - (_MAX_NAME - 1 - head) :]}"
 
 
 def _safe_name(name: str, index: int) -> str:
@@ -113,7 +129,7 @@ def _spool(
                 digest.update(chunk)
                 out.write(chunk)
         paths.append(path)
-        names[str(path)] = upload.name
+        names[str(path)] = upload_name(upload.name)
         hashes[str(path)] = digest.hexdigest()
     return paths, names, hashes
 
@@ -192,6 +208,8 @@ def _dicom_metadata(metadata) -> dict:
         "window_width",
         "study_time",
         "series_instance_uid",
+        "stored_size",  # slices read reduced: their size as stored, and by how much
+        "reduction",
     )
     out = {}
     for key in keep:

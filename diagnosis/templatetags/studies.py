@@ -1,3 +1,5 @@
+import math
+
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
@@ -5,6 +7,17 @@ from django.utils.html import format_html
 from diagnosis import findings
 
 register = template.Library()
+
+
+def finite(value) -> float | None:
+    """A number to show, or None (shown as "—"): rows written before non-finite
+    results were refused may hold NaN or infinity, which must never read "nan%"."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
 
 _STATUS = {
     "queued": "secondary",
@@ -51,7 +64,9 @@ def ai_badge(
     elif not label:
         badge = format_html('<span class="text-body-secondary">—</span>')
     else:
-        badge = _finding_badge(label, stroke_type, confidence, finding, volume_ml)
+        badge = _finding_badge(
+            label, stroke_type, finite(confidence), finding, finite(volume_ml)
+        )
     return format_html("{}{}", badge, demo_badge() if demo else "")
 
 
@@ -83,7 +98,7 @@ def finding_headline(result) -> str:
         card=result.model_version.card,
         label=result.label,
         stroke_type=result.stroke_type,
-        volume_ml=result.volume_ml,
+        volume_ml=finite(result.volume_ml),
     ).headline
 
 
@@ -106,6 +121,8 @@ _METADATA_LABELS = (
     ("window_center", "Window centre", "{:g}"),
     ("window_width", "Window width", "{:g}"),
     ("study_time", "Study time", "{}"),
+    ("stored_size", "Stored slice size", "{0[1]} \u00d7 {0[0]} px"),
+    ("reduction", "Read reduced", "{:g}\u00d7 per side, for the model and viewer"),
 )
 
 
@@ -116,7 +133,7 @@ def metadata_rows(study) -> list[tuple[str, str]]:
     meta = study.dicom_metadata or {}
     for key, label, fmt in _METADATA_LABELS:
         value = meta.get(key)
-        if value in (None, "", []):
+        if value in (None, "", []) or (isinstance(value, float) and not finite(value)):
             continue
         if key == "study_time":  # DICOM TM: drop the fraction of a second
             value = str(value).split(".")[0]
@@ -131,6 +148,7 @@ def metadata_rows(study) -> list[tuple[str, str]]:
 
 @register.filter
 def percent(value: float | None) -> str:
+    value = finite(value)
     return "—" if value is None else f"{value * 100:.0f}%"
 
 
@@ -138,7 +156,20 @@ def percent(value: float | None) -> str:
 def percent_fine(value: float | None) -> str:
     """One decimal: a probability and its threshold side by side must not both
     read "50%" when one is below the other."""
+    value = finite(value)
     return "—" if value is None else f"{value * 100:.1f}%"
+
+
+@register.filter
+def finite_number(value) -> float | None:
+    """The value when it is a finite number, else None (see :func:`finite`)."""
+    return finite(value)
+
+
+@register.filter
+def finite_or_zero(value) -> float:
+    """For a bar's length: a missing or non-finite probability draws none."""
+    return finite(value) or 0
 
 
 @register.filter

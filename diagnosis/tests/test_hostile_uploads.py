@@ -2,6 +2,7 @@
 radiologists"): non-finite numbers, too many files, server paths in messages. Each
 goes through the real entry point: the upload API, the Celery task, the pages."""
 
+import contextlib
 import gzip
 import math
 import tempfile
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadhandler import StopFutureHandlers
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
@@ -247,3 +249,159 @@ def test_corrupt_nifti_fails_naming_only_the_uploaded_file(
     _assert_no_server_path(detail.content.decode())
     page = as_clinician.get(reverse("diagnosis:study-detail", args=[study_id]))
     _assert_no_server_path(page.content.decode())
+
+
+# --- 4. Too many files through the web form (its CSRF check reads the form first) ---
+def test_too_many_files_through_the_upload_form_is_a_page_naming_the_limit(
+    clinician, enqueued
+):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(clinician)
+    url = reverse("diagnosis:study-upload")
+    token = client.get(url).cookies["csrftoken"].value
+    files = [
+        SimpleUploadedFile(f"{i:05d}.dcm", b"x")
+        for i in range(settings.UPLOAD_MAX_FILES + 1)
+    ]
+    response = client.post(url, {"files": files, "csrfmiddlewaretoken": token})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert f"more than the {settings.UPLOAD_MAX_FILES} files allowed" in page
+    assert not Study.objects.exists() and not StudyFile.objects.exists()
+    assert enqueued == []
+
+
+def test_files_past_the_limit_are_counted_but_not_kept(settings, api_clinician):
+    from diagnosis.forms import NotKeptFile, UploadLimitHandler
+
+    settings.UPLOAD_MAX_FILES, settings.UPLOAD_MAX_BYTES = 2, 10
+    request = type("R", (), {"path_info": LIST})()
+    handler = UploadLimitHandler(request)
+    kept = []
+    for i, size in enumerate((4, 4, 4, 4)):
+        # StopFutureHandlers past the limit: no other handler stores the file.
+        with contextlib.suppress(StopFutureHandlers):
+            handler.new_file("files", f"{i}.dcm", "x", None)
+        kept.append(handler.receive_data_chunk(b"y" * size, 0))
+        kept.append(handler.file_complete(size))
+    assert kept[0] == b"yyyy" and kept[1] is None  # within the limits: stored
+    assert kept[4] is None and isinstance(kept[5], NotKeptFile)  # 12 bytes > 10
+    assert isinstance(kept[7], NotKeptFile) and kept[7].size == 4
+
+
+def test_too_large_an_upload_is_refused_naming_the_limit_and_leaves_no_file(
+    settings, api_clinician, enqueued
+):
+    settings.UPLOAD_MAX_BYTES = 1024 * 1024
+    files = [SimpleUploadedFile(f"{i}.dcm", bytes(400 * 1024)) for i in range(4)]
+    response = api_upload(api_clinician, files)
+    assert response.status_code == 400
+    assert "the limit is 1 MB" in response.json()["detail"]
+    assert not Study.objects.exists()
+    assert not storage.uploads_root().exists() or not any(
+        storage.uploads_root().rglob("*")
+    )
+
+
+# --- 5. Amplification: large slices are read reduced, a study's pixels are capped ---
+def _png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_large_png_slices_are_stored_reduced_and_the_study_says_so(
+    api_clinician, as_clinician, enqueued
+):
+    png = _png(4096, 4096)
+    files = [SimpleUploadedFile(f"{i:02d}.png", png) for i in range(3)]
+    response = api_upload(api_clinician, files)
+    assert response.status_code == 201
+    study = Study.objects.get()
+    assert study.dicom_metadata["stored_size"] == [4096, 4096]
+    assert study.dicom_metadata["reduction"] == 4.0
+    assert any("reduced 4x" in w for w in study.warnings)
+    page = as_clinician.get(reverse("diagnosis:study-detail", args=[study.pk]))
+    assert "reduced 4x" in page.content.decode()
+    assert "Read reduced" in page.content.decode()
+
+
+def test_a_study_past_the_pixel_budget_is_refused_naming_the_limit(
+    settings, api_clinician, enqueued
+):
+    settings.UPLOAD_MAX_STUDY_PIXELS = 2 * 1024 * 1024
+    png = _png(1024, 1024)
+    files = [SimpleUploadedFile(f"{i:02d}.png", png) for i in range(3)]
+    response = api_upload(api_clinician, files)
+    assert response.status_code == 400
+    assert (
+        "at most 2.1 million pixels can be read per study"
+        in (response.json()["detail"])
+    )
+    assert not Study.objects.exists() and not StudyFile.objects.exists()
+
+
+# --- 6. Names and old non-finite rows on the pages --------------------------------
+def test_hostile_names_in_a_zip_reach_neither_the_database_nor_the_page(
+    api_clinician, as_clinician, series_dir, enqueued
+):
+    from .conftest import zip_of
+
+    members = {
+        f"a\x1b[2J/./{'n' * 400}\x07{i}.dcm": f.read_bytes()
+        for i, f in enumerate(sorted(series_dir.iterdir()))
+    }
+    members["..\\..\\evil\x1b.dcm"] = b"not dicom"
+    response = api_upload(api_clinician, [zip_of(members, name="scan\x7f.zip")])
+    assert response.status_code == 201, response.content
+    study = Study.objects.get()
+    stored = [*study.slices.values_list("source_name", flat=True)]
+    stored += [r["name"] for r in study.rejected_files]
+    stored += [*StudyFile.objects.values_list("original_name", flat=True)]
+    for name in stored:
+        assert len(name) <= 200
+        assert not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name), name
+        assert ".." not in name.split("/") and "\\" not in name
+    page = as_clinician.get(reverse("diagnosis:study-detail", args=[study.pk]))
+    assert "\x1b" not in page.content.decode()
+
+
+def test_pages_show_no_nan_for_non_finite_values_stored_by_older_code(
+    api_clinician, as_clinician, series_dir, enqueued, active_model, stub_analysis
+):
+    study_id = api_upload(api_clinician, uploads_of(series_dir)).json()["id"]
+    study_process_task.apply(args=[study_id])
+    Study.objects.filter(pk=study_id).update(ai_confidence=NAN, ai_volume_ml=INF)
+    AIResult.objects.filter(study_id=study_id).update(
+        probability=NAN, confidence=INF, threshold=-INF, volume_ml=NAN
+    )
+    Slice.objects.filter(study_id=study_id, index__in=[2, 3]).update(probability=NAN)
+    for url in (
+        reverse("diagnosis:study-detail", args=[study_id]),
+        reverse("diagnosis:study-list"),
+    ):
+        page = as_clinician.get(url).content.decode().lower()
+        assert "nan" not in page.replace("nanos", ""), url
+        assert "inf%" not in page and "infinity" not in page, url
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="diagnosis.selectors.viewer_start_slice takes max() over a NaN slice "
+    "probability and finds no slice at the top: IndexError, a 500 (selectors.py "
+    "is not this change's to edit; reading only finite probabilities fixes it)",
+)
+def test_study_page_opens_when_the_first_slice_holds_nan_from_older_code(
+    api_clinician, as_clinician, series_dir, enqueued, active_model, stub_analysis
+):
+    study_id = api_upload(api_clinician, uploads_of(series_dir)).json()["id"]
+    study_process_task.apply(args=[study_id])
+    Slice.objects.filter(study_id=study_id, index=0).update(probability=NAN)
+    page = as_clinician.get(reverse("diagnosis:study-detail", args=[study_id]))
+    assert page.status_code == 200
