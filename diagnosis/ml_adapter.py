@@ -158,7 +158,7 @@ def _explained_slices(predictor, prediction, heatmap_count: int) -> list[int]:
 def overlay_png(heatmap: np.ndarray, *, card: Mapping | None) -> bytes | None:
     """The overlay the viewer lays over one slice, as the model card's explanation
     asks: a lesion outline for a segmenting model (None when nothing on the slice
-    reaches the contour level), a colour map otherwise."""
+    reaches the contour level), a colour map otherwise (None when it is blank)."""
     extra = (card or {}).get("extra") or {}
     if extra.get("explanation") == "segmentation":
         return contour_png(heatmap, level=contour_level(card))
@@ -199,13 +199,21 @@ def contour_png(lesion: np.ndarray, *, level: float = 0.5) -> bytes | None:
     return buffer.getvalue()
 
 
-def heatmap_png(heatmap: np.ndarray) -> bytes:
+#: A map whose most opaque pixel is fainter than this (of 255) shows nothing, on
+#: screen or on paper: it is not stored, so no page calls the slice "mapped".
+MIN_VISIBLE_ALPHA = 8
+
+
+def heatmap_png(heatmap: np.ndarray) -> bytes | None:
     """An RGBA PNG of a (H, W) map in [0, 1]: a jet colour map whose transparency
-    follows the map, so the viewer can lay it over the slice at any opacity."""
+    follows the map, so the viewer can lay it over the slice at any opacity; None
+    when nothing of the map would be visible."""
     import cv2
     from PIL import Image
 
     values = np.clip(np.nan_to_num(heatmap.astype(np.float32)), 0.0, 1.0)
+    if np.sqrt(values.max(initial=0.0)) * 255 < MIN_VISIBLE_ALPHA:
+        return None
     colours = cv2.applyColorMap((values * 255).astype(np.uint8), cv2.COLORMAP_JET)
     rgba = np.dstack([colours[..., ::-1], (np.sqrt(values) * 255).astype(np.uint8)])
     buffer = io.BytesIO()
