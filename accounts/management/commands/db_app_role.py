@@ -97,12 +97,16 @@ def _ensure_login(role: str, password: str) -> None:
     ).decode()
     with connection.connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
-        verb = "ALTER" if cursor.fetchone() else "CREATE"
+        # Only a superuser may name the superuser, replication and RLS attributes
+        # of an existing role (_check has refused a superuser).
+        statement = (
+            "ALTER ROLE {} WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD {}"
+            if cursor.fetchone()
+            else "CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+            "NOREPLICATION NOBYPASSRLS PASSWORD {}"
+        )
         cursor.execute(
-            sql.SQL(
-                "{} ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
-                "NOREPLICATION NOBYPASSRLS PASSWORD {}"
-            ).format(sql.SQL(verb), sql.Identifier(role), sql.Literal(verifier))
+            sql.SQL(statement).format(sql.Identifier(role), sql.Literal(verifier))
         )
 
 
