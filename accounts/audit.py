@@ -117,7 +117,8 @@ def _chain_append(entry: AuditEntry) -> AuditEntry:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK])
         last = AuditEntry.objects.order_by("-id").values_list("entry_hash", flat=True)
-        entry.prev_hash = last.first() or GENESIS
+        previous = last.first()
+        entry.prev_hash = GENESIS if previous is None else previous
         entry.entry_hash = entry_hash(vars(entry))
         entry.save(force_insert=True)
     return entry
