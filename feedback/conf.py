@@ -6,10 +6,10 @@ from django.conf import settings
 # Below this study-level specificity on a locked split a model calls most normal
 # studies strokes: they would crowd the strokes it finds off the top of the worklist.
 DEFAULT_MIN_SPECIFICITY = 0.5
-# With fewer locked studies (about ten of each class) one study moves sensitivity or
-# specificity by 0.1, five times the gate's tolerance, and a 95% CI of the AUC spans
-# about 0.3: the gate cannot tell a better model from a worse one, nor a model
-# above the specificity floor from one below it.
+# At 20 locked studies (about ten of each class) one study still moves sensitivity or
+# specificity by 0.1 and an AUC's 95% CI spans about 0.4, but a specificity of 0.1
+# (1 normal study of 10: CI 0.02-0.40) is told from the 0.5 floor. On fewer the gate
+# cannot tell a harmful model from an acceptable one.
 DEFAULT_MIN_LOCKED_STUDIES = 20
 
 
