@@ -12,7 +12,7 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from diagnosis.findings import DEMO, OUTSIDE_SCOPE
+from diagnosis.findings import DEMO, OUTSIDE_SCOPE, finding_name
 
 from . import images
 from .selectors import ReportContent
@@ -59,7 +59,6 @@ def _figures(content: ReportContent) -> list[dict]:
 def _result_numbers(result) -> dict:
     """The AI result's numbers, as the report prints them."""
     return {
-        "confidence": _percent(result.confidence),
         "probability": _percent(result.probability),
         # In the probability's own unit, so 49.6 % below a 49.7 % threshold reads so.
         "threshold": _percent(result.threshold),
@@ -100,6 +99,7 @@ def report_html(
         "outside_scope": content.outside_scope,
         "outside_scope_explanation": OUTSIDE_SCOPE.explanation,
         "positive_title": content.positive_title,
+        "finding_name": finding_name(content.words),
         "model": result.model_version if result else None,
         "demo_marker": DEMO_MARKER if content.is_demo else "",
         "demo_explanation": DEMO.explanation,

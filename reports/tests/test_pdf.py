@@ -81,8 +81,8 @@ def test_pdf_of_reviewed_study_shows_finding_review_and_notice(
     for expected in (
         "St Example Hospital",
         "Suspected stroke (hemorrhagic)",
-        "Calibrated confidence",
-        "93.0 %",
+        "AI decision support for stroke",
+        "Probability 93.0 % (calibrated)",
         "Decision threshold",
         "40.0 %",
         "unit-test model 1",
@@ -101,6 +101,8 @@ def test_pdf_of_reviewed_study_shows_finding_review_and_notice(
         assert expected in text, expected
     assert "NOT YET REVIEWED" not in text
     assert "DEMO MODEL" not in text
+    # The probability is shown once, with its threshold, not again as "confidence".
+    assert "confidence" not in text.lower()
 
 
 def test_pdf_of_unreviewed_study_says_so_and_names_the_demo_model(
@@ -232,3 +234,14 @@ def test_probability_plot_draws_every_slice(count):
     assert svg.count('fill="#b3261e"') == 1
     assert svg.count("<rect") == count + 1  # the frame and one bar per slice
     assert "threshold 0.50" in svg
+
+
+def test_page_header_without_a_patient_name_reads_as_an_id(
+    reviewed_study, as_clinician
+):
+    reviewed_study.patient_name = ""
+    reviewed_study.save(update_fields=["patient_name"])
+    text = pdf_text(download(as_clinician, reviewed_study))
+    assert f"Patient ID MRN-0042 · study {reviewed_study.pk}" in text
+    assert "Patient · ID" not in text
+    assert "Head CT: AI decision support for stroke" in text
