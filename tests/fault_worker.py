@@ -2,10 +2,18 @@
 reports progress every half second, so that a test can kill the worker or the
 database connection in the middle of a study. Not used outside tests.
 
-    python -m tests.fault_worker   (settings and broker from the environment)
+    python -m tests.fault_worker          a worker (inference and default queues)
+    python -m tests.fault_worker beat     beat, with the study sweeper only
+
+Settings and broker come from the environment, and:
+
+    FAKE_ANALYSIS_SECONDS    how long the fake model takes per study (6)
+    FAKE_MODEL_LOAD_SECONDS  how long loading the model at pool process start takes
+                             (as TensorFlow does in worker_process_init; 0)
 """
 
 import os
+import sys
 import time
 
 import django
@@ -34,9 +42,25 @@ def slow_analyse(*, load_result, progress=None, **kwargs):
     )
 
 
-ml_adapter.analyse = slow_analyse
+def slow_warm_up(**kwargs):
+    time.sleep(float(os.environ["FAKE_MODEL_LOAD_SECONDS"]))
 
-if __name__ == "__main__":
+
+ml_adapter.analyse = slow_analyse
+if os.environ.get("FAKE_MODEL_LOAD_SECONDS"):
+    ml_adapter.warm_up = slow_warm_up
+
+
+def beat_main() -> None:
+    app.conf.beat_schedule = {
+        "requeue-stalled-studies": app.conf.beat_schedule["requeue-stalled-studies"]
+    }
+    app.start(["beat", "--loglevel", "INFO"])
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["beat"]:
+    beat_main()
+elif __name__ == "__main__":
     app.worker_main(
         [
             "worker",
