@@ -25,6 +25,7 @@ from diagnosis.tests.conftest import (  # noqa: F401 - fixtures used by these te
     stub_analysis,
     uploads_of,
 )
+from feedback.models import DatasetStatus, JobStatus, RetrainingJob, TrainingDataset
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -131,7 +132,30 @@ def portal(transactional_db, settings, tmp_path, monkeypatch, request):
     study_process_task.apply(args=[study.pk])
     study.refresh_from_db()
     assert study.status == "ready", study.error_message
-    return {"users": users, "study": study, "series": series}
+    dataset = TrainingDataset.objects.create(
+        name="phantoms",
+        root="/nonexistent",
+        status=DatasetStatus.READY,
+        created_by=users["admin"],
+    )
+    job = RetrainingJob.objects.create(
+        dataset=dataset,
+        status=JobStatus.SUCCEEDED,
+        epochs=2,
+        epoch=2,
+        history=[
+            {"epoch": 1, "loss": 0.6, "val_auc": 0.7},
+            {"epoch": 2, "loss": 0.4, "val_auc": 0.8},
+        ],
+        log="epoch 1\nepoch 2\n",
+    )
+    return {
+        "users": users,
+        "study": study,
+        "series": series,
+        "job": job,
+        "model": request.getfixturevalue("active_model"),
+    }
 
 
 class Watched:
@@ -145,7 +169,10 @@ class Watched:
         self.page.add_init_script(WATCH_CSP)
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.goto(f"{base}/accounts/register/")
+        self.check("registration page")
         self.page.goto(f"{base}/accounts/login/")
+        self.check("login page")
         self.page.get_by_label("Username").fill(username)
         self.page.get_by_label("Password").fill(PASSWORD)
         self.page.get_by_role("button", name="Sign in").click()
@@ -180,9 +207,19 @@ def test_clinician_pages_work_under_the_policy(browser, live_server, portal):
     user.check("my studies")
 
     page = user.open(reverse("diagnosis:study-detail", args=[study.pk]))
-    page.wait_for_function("document.getElementById('viewer').dataset.current")
+    page.locator("#viewer[data-current]").wait_for()
     assert page.locator("#heatmap-img").is_visible()
     user.check("study page")
+
+    # The report opens in the browser's PDF viewer under the policy.
+    response = page.goto(
+        live_server.url + reverse("reports:study-pdf", args=[study.pk]) + "?view=1"
+    )
+    assert response.headers["content-type"] == "application/pdf"
+    assert "Content-Security-Policy".lower() in response.headers
+    page.wait_for_timeout(1500)
+    assert any(f.url.startswith("chrome-extension://") for f in page.frames)
+    page.screenshot(path=ARTIFACTS / "csp-report-pdf.png")
 
     # An upload through the page's script, with its progress bar.
     page = user.open(reverse("diagnosis:study-upload"))
@@ -193,6 +230,12 @@ def test_clinician_pages_work_under_the_policy(browser, live_server, portal):
     page.wait_for_url(re.compile(r"/studies/\d+/$"))
     user.check("upload")
     page.screenshot(path=ARTIFACTS / "csp-clinician-upload.png", full_page=True)
+
+    response = user.page.goto(live_server.url + "/studies/987654/")
+    assert response.status == 404
+    user.check("404 page")
+    user.open(reverse("accounts:password-change"))
+    user.check("password change")
 
     page = user.open(reverse("api-docs"))
     page.locator(".swagger-ui .info .title").wait_for(timeout=15000)
@@ -213,7 +256,7 @@ def test_radiologist_viewer_works_under_the_policy(browser, live_server, portal)
         "link"
     ).click()
     viewer = page.locator("#viewer")
-    page.wait_for_function("document.getElementById('viewer').dataset.current")
+    page.locator("#viewer[data-current]").wait_for()
     assert viewer.get_attribute("data-current") == "5"
     page.locator(".viewer-stage").focus()
     page.keyboard.press("ArrowDown")
@@ -255,6 +298,13 @@ def test_admin_pages_work_under_the_policy(browser, live_server, portal):
     ):
         user.open(reverse(name))
         user.check(name)
+    page = user.open(reverse("feedback:job-detail", args=[portal["job"].pk]))
+    page.locator("#training-chart .main-svg").first.wait_for(timeout=15000)
+    assert page.locator("#job-progress").evaluate("b => b.style.width") == "100%"
+    user.check("retraining job")
+    page = user.open(reverse("feedback:model-detail", args=[portal["model"].pk]))
+    user.check("model page")
+
     page = user.open(
         reverse("accounts:user-detail", args=[portal["users"]["clinician"].pk])
     )

@@ -102,3 +102,11 @@ def test_an_account_without_a_token_leaves_no_revocation_entry(admin, radiologis
 
 def test_a_lockout_of_an_unknown_username_revokes_nothing(db):
     assert services.user_locked_out(username="nobody-here", request=None) == 0
+
+
+def test_an_account_made_inactive_elsewhere_has_its_token_refused(clinician, token):
+    """The Django admin site's "active" box does not go through the service: the
+    token stays in the table, but DRF refuses it for an inactive account."""
+    clinician.is_active = False
+    clinician.save(update_fields=["is_active"])
+    assert api_me(token) == 401
