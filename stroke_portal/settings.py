@@ -86,7 +86,6 @@ MIDDLEWARE = [
     # After WhiteNoise, so static files keep their long cache lifetimes.
     "accounts.middleware.NoStoreMiddleware",
     "accounts.middleware.ContentSecurityPolicyMiddleware",
-    "accounts.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -230,16 +229,6 @@ X_FRAME_OPTIONS = "DENY"
 # only): the study page's progress bar and probability strip and the retraining job
 # page carry them, and an attribute can neither run code nor load what img-src
 # refuses.
-CONTENT_SECURITY_POLICY = env_text(
-    "CONTENT_SECURITY_POLICY",
-    "default-src 'self'; script-src 'self'; style-src 'self'; "
-    "style-src-attr 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-    "frame-ancestors 'none'",
-)
-# The portal serves its own scripts and styles (no CDN, no inline script): anything
-# else is refused. Plain style= attributes stay allowed: Plotly and the templates'
-# progress bars set them, and they cannot run code or load anything img-src refuses.
 CONTENT_SECURITY_POLICY = env_text(
     "CONTENT_SECURITY_POLICY",
     "default-src 'self'; script-src 'self'; style-src 'self'; "
