@@ -438,6 +438,13 @@ RETRAIN_TIME_LIMIT_SECONDS = env.int("RETRAIN_TIME_LIMIT_SECONDS", default=6 * 3
 # How much worse (AUC and sensitivity on the locked test split) a candidate may be
 # than the active model and still be promoted without an override.
 PROMOTION_TOLERANCE = env.float("PROMOTION_TOLERANCE", default=0.02)
+# Below this study-level specificity on a locked split a model calls most normal
+# studies strokes: they would crowd the strokes it finds off the top of the worklist.
+PROMOTION_MIN_SPECIFICITY = env.float("PROMOTION_MIN_SPECIFICITY", default=0.5)
+# At 20 locked studies (about ten of each class) a specificity of 0.1 (1 normal study
+# of 10: CI 0.02-0.40) is told from the 0.5 floor; on fewer the gate cannot tell a
+# harmful model from an acceptable one.
+PROMOTION_MIN_LOCKED_STUDIES = env.int("PROMOTION_MIN_LOCKED_STUDIES", default=20)
 
 # --- Portal ---------------------------------------------------------------------
 PORTAL_NAME = env_text("PORTAL_NAME", "Stroke portal")
