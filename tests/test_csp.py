@@ -276,9 +276,16 @@ def test_radiologist_viewer_works_under_the_policy(browser, live_server, portal)
 
 @pytest.mark.browser
 @in_browser
-def test_admin_pages_work_under_the_policy(browser, live_server, portal):
+def test_admin_pages_work_under_the_policy(browser, live_server, portal, settings):
     ARTIFACTS.mkdir(exist_ok=True)
+    settings.REFUSED_READS_ALERT_THRESHOLD = 2
     user = Watched(browser, live_server.url, "csp-admin")
+    for pk in (987654, 987655):  # probing ids: the audit trail page warns
+        assert user.page.goto(f"{live_server.url}/studies/{pk}/").status == 404
+    page = user.open(reverse("accounts:audit-list"))
+    assert page.get_by_test_id("refused-reads-alert").is_visible()
+    user.check("audit trail")
+    page.screenshot(path=ARTIFACTS / "csp-audit-refusals.png")
     page = user.open(reverse("feedback:dashboard"))
     chart = page.locator("#studies-chart")
     chart.locator(".main-svg").first.wait_for(timeout=15000)
