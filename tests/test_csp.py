@@ -2,11 +2,13 @@
 own scripts and styles only, no inline script, no frames, no plugins), and the pages
 still work under it in a real browser.
 
-The browser test signs in as each role through the login page and opens the role's
-pages: the worklist, the study viewer (slices, heatmap and its opacity), an upload
-with its progress bar, the feedback dashboard's Plotly chart, the users, the audit
-trail and the API docs (Swagger UI). Any `securitypolicyviolation` event or console
-CSP message fails it. Drives Debian's Chromium through Playwright.
+The browser tests sign in as each role through the login page and open the role's
+pages: the worklist, the study viewer (slices, heatmap and its opacity), the PDF
+report, an upload with its progress bar, the API docs (Swagger UI), the feedback
+dashboard's and a retraining job's Plotly charts, the users, the audit trail with its
+refusals warning and the Django admin site. Any `securitypolicyviolation` event,
+console CSP message or script error fails them. Drives Debian's Chromium through
+Playwright.
 """
 
 import os
@@ -48,6 +50,8 @@ def test_every_page_has_a_strict_policy(as_admin, url_name, args):
     assert policy["default-src"] == ["'self'"]
     assert policy["script-src"] == ["'self'"]
     assert policy["style-src"] == ["'self'"]
+    # Only style= attributes are allowed inline (see settings.CONTENT_SECURITY_POLICY)
+    assert policy["style-src-attr"] == ["'unsafe-inline'"]
     assert policy["object-src"] == ["'none'"]
     assert policy["frame-ancestors"] == ["'none'"]
     assert policy["base-uri"] == ["'self'"]
@@ -55,7 +59,7 @@ def test_every_page_has_a_strict_policy(as_admin, url_name, args):
     assert "'unsafe-eval'" not in response["Content-Security-Policy"]
 
 
-def test_login_error_pages_api_and_downloads_have_it_too(client, as_outsider, db):
+def test_login_error_pages_and_the_api_have_it_too(client, as_outsider, db):
     assert "Content-Security-Policy" in client.get(reverse("accounts:login"))
     assert "Content-Security-Policy" in as_outsider.get("/no-such-page/")
     assert "Content-Security-Policy" in as_outsider.get(reverse("accounts:user-list"))
