@@ -99,6 +99,8 @@ def studies_per_day_figure(figures: dict) -> dict:
         "layout": {
             **_LAYOUT,
             "height": 260,
+            # Calendar days, one tick a week (a day's tick would crowd 31 labels).
+            "xaxis": {"type": "date", "tickformat": "%d %b", "dtick": 7 * 86_400_000},
             "yaxis": {"title": {"text": "studies"}, "rangemode": "tozero"},
         },
     }

@@ -23,6 +23,16 @@ def test_dashboard_shows_live_figures(
     figures = as_admin.get(reverse("feedback:dashboard-figures")).json()["figures"]
     assert figures["studies"] == 2 and figures["reviewed_share"] == 1.0
     assert figures["median_seconds_to_result"] is not None
+    # Every day of the window is a bar, 0 where nothing came, so one busy day is a
+    # day-wide bar on an axis of days, not a full-width bar on one of milliseconds.
+    days = figures["studies_per_day"]
+    assert len(days) == figures["days"] + 1
+    assert sum(d["n"] for d in days) == 2 and days[-1]["n"] == 2
+    assert [d["n"] for d in days[:-1]] == [0] * figures["days"]
+    chart = as_admin.get(reverse("feedback:dashboard-figures")).json()
+    chart = chart["studies_chart"]
+    assert chart["layout"]["xaxis"]["type"] == "date"
+    assert chart["data"][0]["x"] == [d["day"] for d in days]
 
 
 def test_plotly_is_served_locally(as_admin):
