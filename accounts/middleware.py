@@ -105,15 +105,9 @@ class RefusedReadAuditMiddleware:
 
     def process_exception(self, request, exception):
         if isinstance(exception, NotVisible):
-            services.refused_access_record(
+            services.refused_read_record(
                 request=request,
-                reason=(
-                    services.Refusal.NOT_VISIBLE
-                    if exception.exists
-                    else services.Refusal.NOT_FOUND
-                ),
-                object_type=exception.object_type,
-                object_id=exception.object_id,
+                refusal=exception,
                 detail=refusal_context(request)["detail"],
             )
         return None  # Django answers the 404 as usual

@@ -16,6 +16,7 @@ from rest_framework.authtoken.models import Token
 
 from .audit import Action, audit_record
 from .models import AuditEntry, AuditOutcome, Role, User
+from .selectors import NotVisible
 
 SELF_SERVICE_ROLES = (Role.RADIOLOGIST, Role.CLINICIAN)
 # The audit action: accounts.audit.Action names only those of accounts.audit itself.
@@ -174,6 +175,20 @@ def refused_access_record(
             AuditOutcome.FAILURE if reason == Refusal.NOT_FOUND else AuditOutcome.DENIED
         ),
         detail={"reason": reason, **(detail or {})},
+    )
+
+
+def refused_read_record(
+    *, request: HttpRequest, refusal: NotVisible, detail: dict | None = None
+) -> AuditEntry:
+    """The entry for a scoped selector's refusal: the object asked for, and whether
+    it exists at all."""
+    return refused_access_record(
+        request=request,
+        reason=Refusal.NOT_VISIBLE if refusal.exists else Refusal.NOT_FOUND,
+        object_type=refusal.object_type,
+        object_id=refusal.object_id,
+        detail=detail,
     )
 
 

@@ -48,17 +48,7 @@ def _audit_refusal(exc, context) -> None:
     match = getattr(request, "resolver_match", None)
     detail = {"api": True, "view": match.view_name if match else ""}
     if isinstance(exc, NotVisible):
-        services.refused_access_record(
-            request=request,
-            reason=(
-                services.Refusal.NOT_VISIBLE
-                if exc.exists
-                else services.Refusal.NOT_FOUND
-            ),
-            object_type=exc.object_type,
-            object_id=exc.object_id,
-            detail=detail,
-        )
+        services.refused_read_record(request=request, refusal=exc, detail=detail)
     elif isinstance(exc, _FORBIDDEN + _UNAUTHENTICATED):
         object_type = getattr(view, "audit_object_type", "") if "pk" in kwargs else ""
         services.refused_access_record(
