@@ -51,7 +51,7 @@ class ResultSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
     def get_finding(self, result) -> str:
-        """The finding as the study page words it, e.g. "No hemorrhage detected"."""
+        """The finding as the study page words it, e.g. "No hemorrhage suspected"."""
         return findings.finding_words(
             card=result.model_version.card,
             label=result.label,

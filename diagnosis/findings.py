@@ -20,7 +20,7 @@ _POSITIVE = {
     STROKE_TYPE: "Suspected stroke",
 }
 _NEGATIVE = {
-    HEMORRHAGE: "No hemorrhage detected",
+    HEMORRHAGE: "No hemorrhage suspected",
     STROKE: "No stroke suspected",
     STROKE_TYPE: "No stroke suspected",
 }

@@ -63,7 +63,7 @@ class ReportContent:
 
     @property
     def finding_text(self) -> str:
-        """The finding in one line: "No hemorrhage detected — this does not exclude
+        """The finding in one line: "No hemorrhage suspected — this does not exclude
         an ischemic stroke", or the outside-scope words when the model declined."""
         if self.words is None:
             return self.outside_scope

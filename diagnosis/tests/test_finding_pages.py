@@ -121,12 +121,12 @@ def test_negative_hemorrhage_result_says_it_does_not_exclude_ischemia(
 
     page = text(page_of(as_radiologist, study))
     assert (
-        "No hemorrhage detected · 92% — this does not exclude an ischemic stroke."
+        "No hemorrhage suspected · 92% — this does not exclude an ischemic stroke."
         in page
     )
     assert "Lesion volume" not in page  # no volume for a bleed it did not find
     listing = text(as_radiologist.get(reverse("diagnosis:study-list")))
-    assert "No hemorrhage detected · 92%" in listing
+    assert "No hemorrhage suspected · 92%" in listing
     assert "No stroke suspected" not in listing
 
 
@@ -143,7 +143,7 @@ def test_result_history_words_each_result_as_its_model_did(
     page = text(page_of(as_radiologist, study))
     history = page[page.index("History") :]
     assert "Suspected intracranial hemorrhage · 12 mL 93% (replaced)" in history
-    assert "No hemorrhage detected 20%" in history
+    assert "No hemorrhage suspected 20%" in history
 
 
 def test_segmenting_model_outlines_the_lesion_on_the_slices_that_have_one(

@@ -22,7 +22,7 @@ def test_finding_words_name_a_bleed_and_its_volume():
 
 def test_finding_words_say_a_negative_bleed_model_leaves_ischemia_open():
     words = finding_words(card=HEMORRHAGE_CARD, label="normal", volume_ml=0.2)
-    assert words.headline == "No hemorrhage detected"
+    assert words.headline == "No hemorrhage suspected"
     assert words.caveat == "this does not exclude an ischemic stroke"
 
 

@@ -130,7 +130,7 @@ def test_pdf_of_a_negative_bleed_model_says_what_it_does_not_exclude(
     study = analysed_study(lesion_analysis(phantom, label="normal", mapped=0))
     text = words_of(download(as_clinician, study))
     assert (
-        "No hemorrhage detected \u2014 this does not exclude an ischemic stroke" in text
+        "No hemorrhage suspected \u2014 this does not exclude an ischemic stroke" in text
     )
     assert "No stroke" not in text
 
@@ -222,7 +222,7 @@ def test_fhir_of_a_negative_bleed_model_does_not_say_no_abnormality(
     data = fhir_of(as_clinician, study)
     value = _ai_observation(data)["valueCodeableConcept"]
     assert value["text"] == (
-        "No hemorrhage detected \u2014 this does not exclude an ischemic stroke"
+        "No hemorrhage suspected \u2014 this does not exclude an ischemic stroke"
     )
     assert "281900007" not in json.dumps(data)  # "No abnormality detected"
     components = {c["code"]["text"] for c in _ai_observation(data)["component"]}
