@@ -275,17 +275,27 @@ def _check_modality(metadata) -> None:
 def _study_save(
     *, user, result, paths, names, hashes, content_hash, clinical, request
 ) -> StudyCreateOutcome:
+    """Store the files and create the rows in one transaction, holding a lock per
+    file content: the same files sent twice at once (a double click, the form and
+    the API) make one study, and a refused upload never deletes a stored file that
+    another upload, still in its transaction, has just found there."""
     consumed = set(result.consumed)
     used = [p for p in paths if names[str(p)] in consumed] or paths
-    new_files: list[Path] = []
-    try:
-        stored = []
-        for path in used:
-            target, is_new = storage.store_upload(path, hashes[str(path)])
-            if is_new:
-                new_files.append(target)
-            stored.append((path, target))
-        with transaction.atomic():
+    with transaction.atomic():
+        _lock_contents(hashes[str(p)] for p in used)
+        existing = Study.objects.filter(
+            uploaded_by=user, content_hash=content_hash
+        ).first()
+        if existing is not None:
+            return StudyCreateOutcome(study=existing, created=False)
+        new_files: list[Path] = []
+        try:
+            stored = []
+            for path in used:
+                target, is_new = storage.store_upload(path, hashes[str(path)])
+                if is_new:
+                    new_files.append(target)
+                stored.append((path, target))
             study = _study_rows(
                 user=user,
                 result=result,
@@ -302,16 +312,33 @@ def _study_save(
                 obj=study,
                 detail={"files": len(paths), "slices": study.slice_count},
             )
-            transaction.on_commit(lambda: study_enqueue(study_id=study.pk))
-    except Exception:
-        storage.remove_quietly(new_files)  # nothing half-saved
-        raise
+        except Exception:
+            storage.remove_quietly(new_files)  # nothing half-saved; locks still held
+            raise
+        transaction.on_commit(lambda: study_enqueue(study_id=study.pk))
     return StudyCreateOutcome(
         study=study,
         created=True,
         rejected=_rejected(result.rejected, names),
         warnings=[scrub_paths(w, names=names) for w in result.warnings],
     )
+
+
+def _lock_contents(sha256s) -> None:
+    """Transaction-scoped PostgreSQL advisory locks on the files' contents, taken in
+    one order so that two uploads cannot deadlock. SQLite needs none: its
+    transactions start IMMEDIATE, one writer at a time."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    keys = sorted({int(sha[:15], 16) for sha in sha256s})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM "
+            "(SELECT unnest(%s::bigint[]) AS k ORDER BY k) AS keys",
+            [keys],
+        )
 
 
 def _study_rows(

@@ -4,6 +4,7 @@ under FILES_ROOT, which the web server never serves directly."""
 import hashlib
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -44,9 +45,14 @@ def store_upload(source: Path, sha256: str) -> tuple[Path, bool]:
     if target.exists():
         return target, False
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)  # atomic: a reader never sees half a file
+    # Named per writer: two writers of one content never share a half-written file.
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)  # atomic: a reader never sees half a file
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a full disk leaves no partial file behind
+        raise
     return target, True
 
 
