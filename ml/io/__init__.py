@@ -19,7 +19,12 @@ Conventions:
 - Axial slices are laid out as a radiologist views them: row 0 anterior, column 0
   the patient's right (DICOM pixel data is kept as stored, which for a standard
   axial series is the same layout; NIfTI is reoriented to it).
-- Names are what the user uploaded: ``folder/file``, ``upload.zip/member``, or what
+- Slices whose longest side passes ``LoadLimits.max_side`` (1024) are read reduced
+  to it by area averaging, one at a time (the full-size volume never exists);
+  ``metadata.stored_size`` and ``metadata.reduction`` say so, ``pixel_spacing_mm``
+  is that of the reduced slices, and a warning names both sizes.
+  ``LoadLimits.max_study_pixels`` caps the study's pixels as read.
+- Names are what the user uploaded, cleaned (``ml.io.text.clean_name``): ``folder/file``, ``upload.zip/member``, or what
   ``names`` maps an input path to.
 - Operating-system clutter (``.DS_Store``, ``__MACOSX/``, dot-files, ``Thumbs.db``)
   is skipped silently.
