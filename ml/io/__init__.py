@@ -24,8 +24,8 @@ Conventions:
   ``metadata.stored_size`` and ``metadata.reduction`` say so, ``pixel_spacing_mm``
   is that of the reduced slices, and a warning names both sizes.
   ``LoadLimits.max_study_pixels`` caps the study's pixels as read.
-- Names are what the user uploaded, cleaned (``ml.io.text.clean_name``): ``folder/file``, ``upload.zip/member``, or what
-  ``names`` maps an input path to.
+- Names are what the user uploaded, cleaned (``ml.io.text.clean_name``):
+  ``folder/file``, ``upload.zip/member``, or what ``names`` maps an input path to.
 - Operating-system clutter (``.DS_Store``, ``__MACOSX/``, dot-files, ``Thumbs.db``)
   is skipped silently.
 """

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile
 
 from ml.io.limits import LimitExceeded, LoadLimits, check_pixels
 from ml.io.plan import Candidate, Expected, rejected_only, split_majority
@@ -22,6 +22,15 @@ _FORMATS = ("PNG", "JPEG", "BMP", "TIFF")  # JPEG also opens multi-picture (MPO)
 _HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that turn the image a quarter
 _EXIF_ORIENTATION = 0x0112
+_TRANSPOSE = {  # EXIF orientation -> what shows the image upright (as ImageOps does)
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _DIGITS = re.compile(r"\d+")
 _LABEL = "PNG/JPEG/BMP/TIFF"
 _END_MARKS = {"jpeg": b"\xff\xd9", "png": b"IEND"}  # end of image / last chunk
@@ -108,29 +117,43 @@ def read_image(
     """
     with _refusing_truncated_images(), Image.open(path, formats=_FORMATS) as im:
         _check_pixels(im.size, limits=limits)
-        size = _oriented_size(im)
+        orientation = _orientation(im)
+        size = _oriented_size(im, orientation)
         target = size if max_side is None else reduced_size(size, max_side=max_side)
         if target != size and im.format == "JPEG" and im.mode in ("L", "RGB"):
             # DCT scaling: the decoder itself skips detail the result cannot hold.
-            im.draft("L", _stored_order(im, (target[1], target[0])))
-        oriented = ImageOps.exif_transpose(im)
+            swapped = orientation in _SWAPS_AXES
+            im.draft("L", (target[0], target[1]) if swapped else (target[1], target[0]))
+        im.load()
+        method = _TRANSPOSE.get(orientation)
+        oriented = im.transpose(method) if method is not None else im.copy()
     if oriented.mode not in _HIGH_DEPTH_MODES and oriented.mode != "L":
         oriented = oriented.convert("L")
     return reduce_slice(np.asarray(oriented), size=target)
 
 
-def _oriented_size(im: Image.Image) -> tuple[int, int]:
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation, read from the header only. A PNG's eXIf chunk counts
+    only before the pixel data: Pillow would decode the whole image to look for
+    one after it, and the header probe must not decode 30 slices of 4096 x 4096."""
+    if im.format == "PNG":
+        raw = im.info.get("exif")
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        exif.load(raw)
+    else:
+        exif = im.getexif()
+    value = exif.get(_EXIF_ORIENTATION)
+    return value if isinstance(value, int) else 1
+
+
+def _oriented_size(im: Image.Image, orientation: int) -> tuple[int, int]:
     """(H, W) once the EXIF orientation is applied."""
     width, height = im.size
-    if im.getexif().get(_EXIF_ORIENTATION) in _SWAPS_AXES:
+    if orientation in _SWAPS_AXES:
         width, height = height, width
     return height, width
-
-
-def _stored_order(im: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
-    """A (W, H) after EXIF orientation as (W, H) of the stored image."""
-    swapped = im.getexif().get(_EXIF_ORIENTATION) in _SWAPS_AXES
-    return (size[1], size[0]) if swapped else size
 
 
 def _probe_all(sources, *, limits) -> tuple[list[_Probe], list[Rejected]]:
@@ -147,7 +170,8 @@ def _probe(source: Source, *, limits: LoadLimits) -> _Probe:
     with Image.open(source.path, formats=_FORMATS) as im:
         _check_pixels(im.size, limits=limits)
         bits = 16 if im.mode in _HIGH_DEPTH_MODES else 8
-        return _Probe(source, _oriented_size(im), bits, getattr(im, "n_frames", 1))
+        size = _oriented_size(im, _orientation(im))
+        return _Probe(source, size, bits, getattr(im, "n_frames", 1))
 
 
 def _check_pixels(size: tuple[int, int], *, limits: LoadLimits) -> None:
