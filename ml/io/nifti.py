@@ -132,8 +132,23 @@ def _checked_header(source: Source, *, limits: LoadLimits) -> _Header:
             f"{format_pixels(depth * height * width)}; at most "
             f"{format_pixels(limits.max_study_pixels)} can be read per study"
         )
+    _check_numbers(header)
     _check_complete(found)
     return found
+
+
+def _check_numbers(header: nib.Nifti1Header) -> None:
+    """Header numbers nibabel would trip over only when the voxels are read (on
+    the worker, for a gzip file): a non-finite data offset, or a scaling slope with
+    a non-finite intercept. (A NaN or zero slope means "not scaled".)"""
+    offset = float(header["vox_offset"])
+    if not np.isfinite(offset) or offset < 0:
+        raise _Unusable(f"NIfTI header has an unusable data offset ({offset})")
+    slope, inter = (float(header[k]) for k in ("scl_slope", "scl_inter"))
+    if np.isfinite(slope) and slope != 0 and not np.isfinite(inter):
+        raise _Unusable(
+            f"NIfTI header scaling is not a finite number (scl_inter {inter})"
+        )
 
 
 def _check_complete(found: _Header) -> None:

@@ -299,3 +299,27 @@ def test_check_upload_decodes_one_png_of_a_large_series(tmp_path, monkeypatch):
 
     assert checked.shape == (8, 1024, 1024)
     assert len(set(loads)) == 1  # the spot check of the first slice
+
+
+@pytest.mark.parametrize(
+    "field,value", [("vox_offset", float("nan")), ("scl_inter", float("-inf"))]
+)
+def test_check_upload_refuses_a_gzip_nifti_whose_header_numbers_break_its_read(
+    tmp_path, field, value
+):
+    """Found by the fuzz bench: a .nii.gz passed the upload check and failed on the
+    worker, as only the full read met these numbers."""
+    import gzip
+
+    image = nib.Nifti1Image(np.full((16, 16, 4), 40, np.int16), np.eye(4))
+    image.header["scl_slope"] = 1.0
+    raw = bytearray(image.to_bytes())
+    offset = {"vox_offset": 108, "scl_inter": 116}[field]
+    raw[offset : offset + 4] = np.float32(value).tobytes()
+    path = tmp_path / "v.nii.gz"
+    path.write_bytes(gzip.compress(bytes(raw)))
+
+    with pytest.raises(StudyLoadError) as refused:
+        check_upload(path)
+    assert "v.nii.gz" in str(refused.value)
+    assert "NIfTI header" in str(refused.value)
