@@ -247,7 +247,7 @@ def study_create(
             rejected = _rejected(getattr(exc, "rejected", []), names)
             message = f"Nothing in this upload could be used: {exc}"
             raise UploadError(scrub_paths(message, names=names), rejected) from exc
-        _check_modality(result.metadata)
+        _check_modality(result.metadata, names=result.consumed)
         return _study_save(
             user=user,
             result=result,
@@ -263,12 +263,14 @@ def study_create(
 ANALYSABLE_MODALITIES = ("CT", "MR")
 
 
-def _check_modality(metadata) -> None:
+def _check_modality(metadata, *, names: Sequence[str]) -> None:
     modality = (metadata.modality or "").upper()
     if metadata.source_kind == "dicom" and modality not in ANALYSABLE_MODALITIES:
+        more = f" and {len(names) - 1} more file(s)" if len(names) > 1 else ""
+        files = f" ({names[0]}{more})" if names else ""
         raise UploadError(
-            f"This upload is a {modality or 'unknown-modality'} study; the portal "
-            "analyses head CT and MR only."
+            f"This upload{files} is a {modality or 'unknown-modality'} study; the "
+            "portal analyses head CT and MR only."
         )
 
 

@@ -405,3 +405,22 @@ def test_study_page_opens_when_the_first_slice_holds_nan_from_older_code(
     Slice.objects.filter(study_id=study_id, index=0).update(probability=NAN)
     page = as_clinician.get(reverse("diagnosis:study-detail", args=[study_id]))
     assert page.status_code == 200
+
+
+def test_a_study_of_another_modality_is_refused_naming_its_files(
+    api_clinician, series_dir, enqueued
+):
+    import pydicom
+
+    files = []
+    for path in sorted(series_dir.iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.Modality = "XX"
+        buffer = __import__("io").BytesIO()
+        ds.save_as(buffer)
+        files.append(SimpleUploadedFile(path.name, buffer.getvalue()))
+    response = api_upload(api_clinician, files)
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert f" and {len(files) - 1} more file(s)) is a XX study" in detail
+    assert any(f"({f.name} and" in detail for f in files)
