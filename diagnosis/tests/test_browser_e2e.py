@@ -131,7 +131,11 @@ def test_upload_process_worklist_view_and_review(
     first_row.get_by_role("link").click()
 
     viewer = radiologist.locator("#viewer")
-    radiologist.wait_for_function("document.getElementById('viewer').dataset.current")
+    radiologist.wait_for_function(
+        # A function, not an expression: polling an expression needs eval, which
+        # the portal's Content-Security-Policy refuses.
+        "() => document.getElementById('viewer').dataset.current"
+    )
     assert radiologist.js_errors == []
     assert viewer.get_attribute("data-current") == "5"  # opens on the most suspicious
     assert radiologist.locator("#heatmap-img").is_visible()
@@ -142,7 +146,7 @@ def test_upload_process_worklist_view_and_review(
     radiologist.mouse.wheel(0, -120)
     radiologist.mouse.wheel(0, -120)
     radiologist.wait_for_function(
-        "document.getElementById('viewer').dataset.current === '4'"
+        "() => document.getElementById('viewer').dataset.current === '4'"
     )
     radiologist.locator(".prob-bar").nth(5).click()
     assert radiologist.locator("#heatmap-img").is_visible()

@@ -168,7 +168,11 @@ def test_shipped_model_outlines_an_uploaded_bleed_on_the_page_and_in_the_pdf(
 
     # The viewer opens on a slice the bleed spans, with its outline over it.
     viewer = page.locator("#viewer")
-    page.wait_for_function("document.getElementById('viewer').dataset.current")
+    page.wait_for_function(
+        # A function, not an expression: polling an expression needs eval, which
+        # the portal's Content-Security-Policy refuses.
+        "() => document.getElementById('viewer').dataset.current"
+    )
     current = int(viewer.get_attribute("data-current"))
     assert phantom.mask[current].any(), f"opened on slice {current + 1}, no bleed"
     outline = page.locator("#heatmap-img")
