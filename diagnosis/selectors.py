@@ -264,3 +264,43 @@ def result_words(*, study: Study, result: AIResult | None) -> dict:
         "demo_mark": findings.DEMO,
         "outside_mark": findings.OUTSIDE_SCOPE,
     }
+
+
+@dataclass(frozen=True)
+class ReadingState:
+    """The current reading as the study page shows it to `user`.
+
+    ``mine``: the user wrote it (only then is the review form filled with it);
+    ``on_current_result``: it was made on the AI result the page shows;
+    ``agrees_now``: it agrees with that result (re-running the AI can change this
+    after the reading was saved)."""
+
+    mine: bool
+    on_current_result: bool
+    agrees_now: bool
+
+
+def reading_state(
+    *, user: User, result: AIResult | None, review: Review | None
+) -> ReadingState | None:
+    if review is None:
+        return None
+    agrees = result is not None and review.final_label == result.label
+    if agrees and result.label == "stroke" and result.stroke_type:
+        agrees = review.stroke_type in ("", result.stroke_type)
+    return ReadingState(
+        mine=review.reviewer_id == user.pk,
+        on_current_result=result is not None and review.ai_result_id == result.pk,
+        agrees_now=agrees,
+    )
+
+
+def analysis_time_words(*, study: Study) -> str:
+    """ "0.7 s after upload", or, for an analysis that was run again, "0.3 s after
+    it was queued again": the time is counted from the latest queueing."""
+    seconds = study.seconds_to_result
+    if seconds is None:
+        return ""
+    rerun = study.results.count() > 1
+    since = "it was queued again" if rerun else "upload"
+    return f"{seconds:.1f} s after {since}"

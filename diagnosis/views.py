@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.audit import audit_record
 from accounts.models import Role
 from accounts.permissions import admin_required, any_role_required, role_required
+from feedback import selectors as feedback_selectors
 
 from . import ml_adapter, selectors, services, storage
 from .forms import ReviewForm, StudyFilterForm, UploadForm
@@ -186,15 +187,17 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     result = study.current_result
     review = study.current_review
     slices = list(study.slices.all())
+    reading = selectors.reading_state(user=request.user, result=result, review=review)
+    # The form never holds the AI's answer or another reader's: a reader starts
+    # empty, with the AI finding beside the form; only their own reading comes back
+    # for them to amend.
     initial = {}
-    if review is not None:
+    if reading is not None and reading.mine:
         initial = {
             "final_label": review.final_label,
             "stroke_type": review.stroke_type,
             "impression": review.impression,
         }
-    elif result is not None:
-        initial = {"final_label": result.label, "stroke_type": result.stroke_type}
     return render(
         request,
         "diagnosis/study_detail.html",
@@ -209,7 +212,11 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 [s.index for s in slices if s.probability is None] if result else []
             ),
             "reviews": selectors.study_reviews(study=study),
-            "feedback_cases": study.feedback_cases.order_by("-created_at"),
+            "reading": reading,
+            "analysis_time": selectors.analysis_time_words(study=study),
+            "feedback_cases": feedback_selectors.case_list_for_study(
+                user=request.user, study=study
+            ),
             "results": selectors.study_results(study=study),
             "explanation": selectors.ai_explanation(result=result),
             "words": selectors.result_words(study=study, result=result),

@@ -180,12 +180,6 @@ def test_a_study_shows_its_feedback_cases_to_readers_only(
     assert not selectors.case_list_for_study(user=clinician, study=study).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="diagnosis.views.study_detail reads study.feedback_cases itself; it must "
-    "call feedback.selectors.case_list_for_study(user=request.user, study=study) "
-    "(#14, a change in diagnosis/)",
-)
 def test_a_clinician_sees_the_reading_not_the_training_feedback(
     make_ready_study, as_radiologist, as_radiologist2, as_clinician
 ):

@@ -1,0 +1,110 @@
+"""What the study page shows a reader must not lead or mislead them: the form starts
+empty (never the AI's answer, never another reader's), the reading's agreement is
+with the result on the page, and times say what they count from."""
+
+import pytest
+from django.urls import reverse
+
+from accounts.tests.factories import UserFactory
+from diagnosis.models import Study
+from diagnosis.tasks import study_process_task
+
+from .conftest import fake_analysis, uploads_of
+
+
+@pytest.fixture
+def ready(as_clinician, series_dir, monkeypatch, active_model, stub_analysis):
+    monkeypatch.setattr("diagnosis.tasks.study_process_task.delay", lambda pk: None)
+    as_clinician.post(
+        reverse("diagnosis:study-upload"), {"files": uploads_of(series_dir)}
+    )
+    study = Study.objects.get()
+    stub_analysis.next = fake_analysis(label="stroke", probability=0.91)
+    assert study_process_task.apply(args=[study.pk]).result == "done"
+    return study
+
+
+def page_of(client, study) -> str:
+    response = client.get(reverse("diagnosis:study-detail", args=[study.pk]))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def checked_finding(html: str) -> list[str]:
+    """The final-finding radio buttons that are pre-selected."""
+    form = html.split('data-testid="review-form"')[1].split("</form>")[0]
+    return [
+        tag
+        for tag in form.split("<input")[1:]
+        if 'name="final_label"' in tag and "checked" in tag.split(">")[0]
+    ]
+
+
+def read(client, study, label, impression=""):
+    response = client.post(
+        reverse("diagnosis:study-review", args=[study.pk]),
+        {"final_label": label, "impression": impression},
+    )
+    assert response.status_code == 302
+
+
+def test_the_review_form_does_not_hold_the_ai_answer(ready, as_radiologist):
+    html = page_of(as_radiologist, ready)
+    assert 'data-testid="ai-finding"' in html  # the AI's call is beside the form
+    assert checked_finding(html) == []
+
+
+def test_a_second_reader_does_not_get_the_first_readers_reading(ready, as_radiologist):
+    read(as_radiologist, ready, "normal", impression="Old infarct only, no bleed.")
+    second = UserFactory(username="rita-radiologist", role="radiologist")
+    from django.test import Client
+
+    client = Client()
+    client.force_login(second)
+    html = page_of(client, ready)
+    assert checked_finding(html) == []
+    form = html.split('data-testid="review-form"')[1].split("</form>")[0]
+    assert "Old infarct only" not in form
+    assert 'data-testid="other-reading"' in html  # told a reading exists, below
+    assert "Old infarct only" in html.split('data-testid="current-review"')[1]
+    # The reader's own reading comes back to them to amend.
+    mine = page_of(as_radiologist, ready)
+    assert (
+        len(checked_finding(mine)) == 1 and 'value="normal"' in checked_finding(mine)[0]
+    )
+    assert 'data-testid="other-reading"' not in mine
+
+
+def test_the_ai_panel_shows_probability_and_threshold_not_a_confidence(
+    ready, as_radiologist
+):
+    html = page_of(as_radiologist, ready)
+    panel = html.split('data-testid="ai-panel"')[1].split("</section>")[0]
+    assert 'data-testid="ai-probability"' in panel
+    assert 'data-testid="ai-threshold"' in panel
+    assert "Confidence" not in panel
+    assert "8 slices" in html
+
+
+def test_after_a_rerun_the_reading_is_compared_with_the_new_result(
+    ready, as_radiologist, as_admin, stub_analysis
+):
+    read(as_radiologist, ready, "normal")
+    assert "differs from the AI" in page_of(as_radiologist, ready)
+    as_admin.post(reverse("diagnosis:study-reprocess", args=[ready.pk]))
+    stub_analysis.next = fake_analysis(label="normal", probability=0.1)
+    assert study_process_task.apply(args=[ready.pk]).result == "done"
+    html = page_of(as_radiologist, ready)
+    agreement = html.split('data-testid="reading-agreement">')[1].split("</span>")[0]
+    assert agreement == "read on an earlier AI analysis; agrees with the current one"
+    assert "differs from the AI" not in html
+    # The time of the new analysis counts from when it was queued again.
+    time_words = html.split('data-testid="analysis-time">')[1].split("</span>")[0]
+    assert "after it was queued again" in time_words
+    assert "after upload" not in time_words
+
+
+def test_a_first_analysis_is_timed_from_upload(ready, as_radiologist):
+    html = page_of(as_radiologist, ready)
+    time_words = html.split('data-testid="analysis-time">')[1].split("</span>")[0]
+    assert time_words.endswith("s after upload)")
