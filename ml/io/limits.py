@@ -28,6 +28,10 @@ class LoadLimits:
     max_slices: int = 2000
     max_zip_ratio: float = 200.0
     max_side: int = 1024
+    #: Decoded for a web request's check when its spot check fails: about 256 slices
+    #: of 512 x 512 (under a second). Larger uploads set aside what failed and check
+    #: the rest again; the full read names any other damage.
+    max_check_pixels: int = 64 * 1024 * 1024
     #: 1,500 slices of a standard 512 x 512 CT: a 1.5 GiB float32 volume.
     max_study_pixels: int = 1500 * 512 * 512
 

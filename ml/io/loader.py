@@ -78,15 +78,20 @@ def check_upload(
     Fast enough for a web request: files are typed, limits checked, headers parsed
     and one study chosen as load_study does, but only a few slices are decoded (one
     of each DICOM transfer syntax, the first image, and JPEG/PNG files that look cut
-    off) and no volume is built. When one of those fails, the whole upload is read as
-    load_study reads it, so that what is set aside, or the refusal, is load_study's.
-    Damage elsewhere in compressed pixel data shows only in load_study. Arguments as
-    for load_study; raises StudyLoadError.
+    off) and no volume is built. When one of those fails, an upload of at most
+    ``limits.max_check_pixels`` stored pixels is read as load_study reads it, so
+    that what is set aside, or the refusal, is load_study's; a larger one sets aside
+    the files that failed and spot-checks the rest again (a few rounds), so that no
+    web request decodes a whole hostile study. Damage elsewhere in compressed pixel
+    data shows only in load_study. Arguments as for load_study; raises
+    StudyLoadError.
     """
     with tempfile.TemporaryDirectory(prefix="ml-io-") as workdir:
         chosen, rejected = _choose(paths, limits=limits, workdir=workdir, names=names)
-        if chosen.spot_check():
+        failed = chosen.spot_check()
+        if failed and _stored_pixels(chosen) <= limits.max_check_pixels:
             return _as_check(_load(chosen, rejected), kind=chosen.kind)
+        chosen, rejected = _without_failed(chosen, rejected, failed, limits=limits)
     expected = chosen.expected
     return UploadCheck(
         kind=chosen.kind,
@@ -97,6 +102,40 @@ def check_upload(
         rejected=rejected,
         warnings=_reduction_warnings(chosen) + chosen.warnings + expected.warnings,
     )
+
+
+#: Spot-check rounds of a large upload whose sampled slices fail.
+_SPOT_ROUNDS = 3
+
+
+def _stored_pixels(chosen: Candidate) -> int:
+    height, width = chosen.stored_size or chosen.shape[1:]
+    return chosen.slice_count * height * width
+
+
+def _without_failed(
+    chosen: Candidate, rejected: list[Rejected], failed: list[Rejected], *, limits
+) -> tuple[Candidate, list[Rejected]]:
+    """The candidate planned again without the files whose spot check failed, until
+    a spot check passes; StudyLoadError when none does after a few rounds."""
+    for _ in range(_SPOT_ROUNDS):
+        if not failed:
+            return chosen, rejected
+        rejected = rejected + failed
+        names = {r.name for r in failed}
+        remaining = [s for s in chosen.sources if s.name not in names]
+        if not remaining:
+            break
+        chosen = _PLANNERS[chosen.kind](remaining, limits=limits)
+        rejected = rejected + chosen.rejected
+        if not chosen.slice_count:
+            break
+        failed = chosen.spot_check()
+    else:
+        if not failed:
+            return chosen, rejected
+        rejected = rejected + failed
+    raise StudyLoadError("no slice of the upload could be decoded", rejected=rejected)
 
 
 def _load(chosen: Candidate, rejected: list[Rejected]) -> LoadResult:

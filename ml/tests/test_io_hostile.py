@@ -323,3 +323,34 @@ def test_check_upload_refuses_a_gzip_nifti_whose_header_numbers_break_its_read(
         check_upload(path)
     assert "v.nii.gz" in str(refused.value)
     assert "NIfTI header" in str(refused.value)
+
+
+def test_check_upload_of_a_large_study_with_a_damaged_slice_decodes_no_more(tmp_path):
+    """A damaged first slice made the web request decode the whole upload: for 30
+    PNGs of 4096 x 4096, 2.5 s and a 120 MB volume in the web process."""
+    from ml.io import LoadLimits
+
+    folder = _black_pngs(tmp_path / "big", count=6, width=2048, height=2048)
+    first = folder / "000.png"
+    first.write_bytes(first.read_bytes()[:-40])
+    limits = LoadLimits(max_check_pixels=2048 * 2048)
+
+    checked = check_upload(folder, limits=limits)
+    loaded = load_study(folder, limits=limits)
+
+    assert not checked.fully_decoded
+    assert checked.shape == loaded.volume.shape == (5, 1024, 1024)
+    assert [r.name for r in checked.rejected] == [r.name for r in loaded.rejected]
+    assert checked.rejected[0].name == "big/000.png"
+
+
+def test_check_upload_refuses_a_large_study_whose_slices_all_fail(tmp_path):
+    from ml.io import LoadLimits
+
+    folder = _black_pngs(tmp_path / "big", count=6, width=256, height=256)
+    for path in folder.iterdir():
+        path.write_bytes(path.read_bytes()[:-40])
+
+    with pytest.raises(StudyLoadError, match="could be decoded") as refused:
+        check_upload(folder, limits=LoadLimits(max_check_pixels=256 * 256))
+    assert len(refused.value.rejected) >= 3
