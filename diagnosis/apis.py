@@ -116,6 +116,10 @@ class StudyListOutputSerializer(serializers.Serializer):
     ai_demo_model = serializers.BooleanField()
     outside_scope_reason = serializers.CharField()
     reviewed = serializers.BooleanField()
+    # The radiologist's current reading, which decides once there is one.
+    reading_label = serializers.CharField(allow_null=True)
+    reading_stroke_type = serializers.CharField(allow_null=True)
+    read_at = serializers.DateTimeField(allow_null=True)
     priority = FiniteFloatField(allow_null=True)
     created_at = serializers.DateTimeField()
     url = serializers.SerializerMethodField()

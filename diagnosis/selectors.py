@@ -10,7 +10,9 @@ from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import (
     Count,
+    OuterRef,
     QuerySet,
+    Subquery,
 )
 from django.utils.functional import cached_property
 
@@ -110,8 +112,18 @@ WORKLIST_FIELDS = (
 
 def study_rows_for_user(*, user: User, **filters) -> QuerySet:
     """The worklist (same scope, filters and order as `study_list_for_user`) as
-    dicts of WORKLIST_FIELDS."""
-    return study_list_for_user(user=user, **filters).values(*WORKLIST_FIELDS)
+    dicts of WORKLIST_FIELDS, with the current reading (``reading_label``,
+    ``reading_stroke_type``, ``read_at``) of the studies that have one."""
+    current = Review.objects.filter(study=OuterRef("pk"), is_current=True)
+    return (
+        study_list_for_user(user=user, **filters)
+        .annotate(
+            reading_label=Subquery(current.values("final_label")[:1]),
+            reading_stroke_type=Subquery(current.values("stroke_type")[:1]),
+            read_at=Subquery(current.values("created_at")[:1]),
+        )
+        .values(*WORKLIST_FIELDS, "reading_label", "reading_stroke_type", "read_at")
+    )
 
 
 COUNTS_CACHE_SECONDS = 3

@@ -18,7 +18,7 @@ from feedback import selectors as feedback_selectors
 from . import ml_adapter, selectors, services, storage
 from .forms import ReviewForm, StudyFilterForm, UploadForm
 from .models import Sex, StudyStatus
-from .templatetags.studies import ai_badge, status_badge, waiting
+from .templatetags.studies import ai_badge, reading_badge, status_badge, waiting
 
 reviewer_required = role_required(Role.RADIOLOGIST, Role.ADMIN)
 
@@ -156,7 +156,11 @@ def _worklist_rows(studies) -> list[dict]:
                     outside_scope=row["outside_scope_reason"],
                 ),
                 "status_badge": status_badge(status, StudyStatus(status).label),
-                "waiting": waiting(row["created_at"]),
+                "reading_badge": reading_badge(
+                    row["reading_label"], row["reading_stroke_type"]
+                ),
+                # The clock stops when the study is read: it measured the wait.
+                "waiting": waiting(row["created_at"], until=row["read_at"]),
             }
         )
     return rows

@@ -5,6 +5,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from diagnosis import findings
+from diagnosis.models import Label, StrokeType
 
 register = template.Library()
 
@@ -102,6 +103,24 @@ def finding_headline(result) -> str:
     ).headline
 
 
+def reading_badge(label: str | None, stroke_type: str | None) -> str:
+    """The radiologist's reading in a list: it leads once there is one, and the
+    AI's call beside it becomes secondary."""
+    if not label:
+        return ""
+    words = Label(label).label
+    if label == Label.STROKE and stroke_type:
+        words += f" ({StrokeType(stroke_type).label.lower()})"
+    colour = "danger" if label == Label.STROKE else "success"
+    return format_html(
+        '<span class="badge text-bg-{} border border-dark" data-reading="{}"'
+        ' title="The radiologist\'s reading">Read: {}</span>',
+        colour,
+        label,
+        words,
+    )
+
+
 @register.simple_tag
 def demo_badge() -> str:
     return format_html(
@@ -173,8 +192,16 @@ def finite_or_zero(value) -> float:
 
 
 @register.filter
-def waiting(created_at) -> str:
-    minutes = int((timezone.now() - created_at).total_seconds() // 60)
+def waiting(created_at, until=None) -> str:
+    """How long a study has waited, or, once read (`until`), how long it waited to
+    be read ("read after 12 min")."""
+    if until is not None:
+        return f"read after {_duration(until - created_at)}"
+    return _duration(timezone.now() - created_at)
+
+
+def _duration(elapsed) -> str:
+    minutes = max(0, int(elapsed.total_seconds() // 60))
     if minutes < 60:
         return f"{minutes} min"
     if minutes < 48 * 60:

@@ -108,3 +108,25 @@ def test_a_first_analysis_is_timed_from_upload(ready, as_radiologist):
     html = page_of(as_radiologist, ready)
     time_words = html.split('data-testid="analysis-time">')[1].split("</span>")[0]
     assert time_words.endswith("s after upload)")
+
+
+def row_of(client, study) -> str:
+    html = client.get(reverse("diagnosis:study-list")).content.decode()
+    return html.split(f'data-study="{study.pk}"')[1].split("</tr>")[0]
+
+
+def test_once_read_the_list_leads_with_the_reading(ready, as_radiologist, as_clinician):
+    before = row_of(as_clinician, ready)
+    assert 'data-ai-label="stroke"' in before and "data-reading" not in before
+    read(as_radiologist, ready, "normal")
+    row = row_of(as_clinician, ready)
+    finding = row.split("<td>")[3]
+    # The reading comes first; the AI's red call is marked as the AI's, below it.
+    assert finding.index('data-reading="normal"') < finding.index("data-ai-label")
+    assert "Read: No stroke" in finding
+    assert 'data-testid="ai-secondary">AI: ' in finding
+    # The waiting clock stopped when the study was read.
+    assert "read after 0 min" in row
+    api = as_clinician.get(reverse("api:study-list")).json()["results"][0]
+    assert (api["reviewed"], api["reading_label"]) == (True, "normal")
+    assert api["read_at"] is not None
