@@ -501,6 +501,10 @@ def _images(rng: random.Random, seeds: Seeds) -> Iterator[Case]:
         "image-amplification",
         [(f"{i:02d}.png", black) for i in range(30)],
     )
+    cut_first = [("00.png", black[:-40])] + [
+        (f"{i:02d}.png", black) for i in range(1, 30)
+    ]
+    yield Case("png-4096-black-x30-first-cut", "image-amplification", cut_first)
     yield Case(
         "png-4096x2048-x3",
         "image-amplification",
