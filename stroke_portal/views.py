@@ -13,12 +13,13 @@ from django.shortcuts import render
 from django.template.loader import get_template
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
-from drf_spectacular.views import SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import services
 from accounts.audit import Action, audit_record
 from accounts.middleware import csp_with, refusal_context
 from accounts.models import AuditOutcome
+from accounts.permissions import HasRole
 
 
 def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
@@ -87,3 +88,10 @@ class ApiDocsView(SpectacularSwaggerSplitView):
             hashes = _inline_style_hashes(self.template_name)
             response["Content-Security-Policy"] = csp_with(style_src=hashes)
         return response
+
+
+class SchemaApi(SpectacularAPIView):
+    """The OpenAPI schema, for any signed-in role, by session or API token: a
+    client that reads the schema to call the API has a token, not a session."""
+
+    permission_classes = [HasRole]

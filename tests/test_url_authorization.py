@@ -90,8 +90,13 @@ def is_admin_site(route: Route) -> bool:
     return route.namespace == "admin" or route.namespace.startswith("admin:")
 
 
+# API views outside /api/v1/: the OpenAPI schema answers API tokens (401, not a
+# redirect to the login page, for the anonymous).
+APIS_OUTSIDE_NAMESPACE = {"schema"}
+
+
 def is_api(route: Route) -> bool:
-    return route.namespace == "api"
+    return route.namespace == "api" or route.qualified in APIS_OUTSIDE_NAMESPACE
 
 
 PAGES = [r for r in ROUTES if not is_admin_site(r) and not is_api(r)]
