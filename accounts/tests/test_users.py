@@ -249,3 +249,7 @@ def test_user_page_shows_field_history_from_auditlog(as_admin, admin, clinician)
     )
     body = as_admin.get(reverse("accounts:user-detail", args=[clinician.pk])).content
     assert "role: clinician → radiologist" in body.decode()
+    # The account's creation lists what it was created with, not reverse relations.
+    changes = body.decode().split('data-testid="field-changes"')[1]
+    assert "created: " in changes and "role clinician" in changes
+    assert "Review.None" not in changes and "Study.None" not in changes
