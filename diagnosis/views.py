@@ -87,10 +87,11 @@ def _upload_messages(request: HttpRequest, outcome) -> None:
     if not outcome.created:
         messages.info(request, "These files were uploaded before: here is that study.")
         return
+    count = outcome.study.slice_count
     messages.success(
         request,
-        f"Study uploaded with {outcome.study.slice_count} "
-        "slices; the AI analysis is queued.",
+        f"Study uploaded with {count} slice{'s' if count != 1 else ''}; the AI "
+        "analysis is queued.",
     )
     for item in outcome.rejected:
         messages.warning(request, f"Set aside {item['name']}: {item['reason']}")

@@ -130,3 +130,41 @@ def test_once_read_the_list_leads_with_the_reading(ready, as_radiologist, as_cli
     api = as_clinician.get(reverse("api:study-list")).json()["results"][0]
     assert (api["reviewed"], api["reading_label"]) == (True, "normal")
     assert api["read_at"] is not None
+
+
+def png_of(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 40).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_images_set_aside_at_upload_are_said_on_the_study_page(
+    as_clinician, monkeypatch
+):
+    """The upload page's script follows the JSON answer to the study page, so the
+    set-aside files must be said there, not only in a flash message."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    monkeypatch.setattr("diagnosis.tasks.study_process_task.delay", lambda pk: None)
+    sizes = [(256, 256), (300, 300), (320, 240), (512, 512)]
+    files = [
+        SimpleUploadedFile(f"slice{i}.png", png_of(*size), content_type="image/png")
+        for i, size in enumerate(sizes)
+    ]
+    answer = as_clinician.post(
+        reverse("diagnosis:study-upload"),
+        {"files": files},
+        HTTP_ACCEPT="application/json",
+    )
+    assert answer.status_code == 201
+    assert len(answer.json()["rejected"]) == 3
+    html = as_clinician.get(answer.json()["url"]).content.decode()
+    notice = html.split('data-testid="set-aside"')[1].split("</div>")[0]
+    assert "<details open>" in notice
+    assert "3 files set aside at upload" in notice
+    assert "1 slice, and not analysed" in notice
+    assert notice.count("differs from the") == 3
