@@ -2,6 +2,7 @@
 they uploaded; radiologists and admins see all."""
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -242,7 +243,11 @@ def viewer_start_slice(*, slices: list[Slice], result: AIResult | None) -> int:
     named, else the middle of the study. When several slices share the top
     probability (a large bleed saturates it), the middle one of them: the bleed's
     centre rather than its lowest edge."""
-    read = [s for s in slices if s.probability is not None]
+    # Finite only: a NaN stored by older code compares false with everything and
+    # left no slice at the top (a 500 on the study page).
+    read = [
+        s for s in slices if s.probability is not None and math.isfinite(s.probability)
+    ]
     if read:
         best = max(s.probability for s in read)
         tied = sorted(s.index for s in read if s.probability >= best - 1e-6)

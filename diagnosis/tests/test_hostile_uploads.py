@@ -392,12 +392,6 @@ def test_pages_show_no_nan_for_non_finite_values_stored_by_older_code(
         assert not re.search(r"\bnan\b|\binf\b|infinity", page), url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="diagnosis.selectors.viewer_start_slice takes max() over a NaN slice "
-    "probability and finds no slice at the top: IndexError, a 500 (selectors.py "
-    "is not this change's to edit; reading only finite probabilities fixes it)",
-)
 def test_study_page_opens_when_the_first_slice_holds_nan_from_older_code(
     api_clinician, as_clinician, series_dir, enqueued, active_model, stub_analysis
 ):
