@@ -148,7 +148,11 @@ class StudyListCreateApi(APIView):
 
     @extend_schema_serializer(component_name="StudyCreateInput")
     class InputSerializer(serializers.Serializer):
-        files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+        # An empty file is set aside by the upload service with its name, as the
+        # web form does, rather than refused here by its index in the list.
+        files = serializers.ListField(
+            child=serializers.FileField(allow_empty_file=True), allow_empty=False
+        )
         patient_id = serializers.CharField(max_length=64, required=False)
         patient_age = serializers.IntegerField(
             min_value=0, max_value=130, required=False

@@ -81,13 +81,6 @@ def test_fuzz_case_through_the_api(case, api_clinician, enqueued):
     before = _stored_files()
     data = {"files": _files(case), **case.fields}
     response = api_clinician.post(reverse("api:study-list"), data, format="multipart")
-    if response.status_code == 400 and "The submitted file is empty" in str(
-        response.content
-    ):
-        pytest.xfail(
-            "diagnosis.apis: the API's FileField refuses an empty file by its index "
-            "instead of the upload service setting it aside by name, as the form does"
-        )
     study_id = response.json().get("id") if response.status_code < 300 else None
     _check(case, response, before=before, study_id=study_id)
 
