@@ -419,10 +419,15 @@ def _lease() -> timedelta:
 
 def study_claim(*, study_id: int, token: str) -> bool:
     """Take the study for processing: queued ones, or processing ones whose worker
-    stopped beating (it died). A guarded UPDATE, so only one worker wins."""
+    stopped beating (it died). A guarded UPDATE, so only one worker wins. A study
+    that has already taken STUDY_MAX_ATTEMPTS workers down with it is not taken
+    again (the message that Celery re-delivers after each death would otherwise
+    kill worker after worker): the sweeper fails it with a reason."""
     now = timezone.now()
     claimable = Q(status=StudyStatus.QUEUED) | Q(
-        status=StudyStatus.PROCESSING, heartbeat_at__lt=now - _lease()
+        status=StudyStatus.PROCESSING,
+        heartbeat_at__lt=now - _lease(),
+        attempts__lt=settings.STUDY_MAX_ATTEMPTS,
     )
     return bool(
         Study.objects.filter(claimable, pk=study_id).update(
@@ -768,6 +773,9 @@ def study_reprocess(
         failed_at=None,
         error_message="",
         progress_done=0,
+        # A new analysis gets its own tries against lost workers.
+        attempts=0,
+        resent_at=None,
     )
     if updated:
         audit_record(action="study.reprocess", request=request, actor=by, obj=study)

@@ -157,6 +157,39 @@ def test_study_that_lost_its_workers_too_often_fails_with_a_reason(
     assert AuditEntry.objects.filter(action="study.abandon").count() == 1
 
 
+def test_a_study_that_keeps_killing_its_workers_is_not_taken_again(
+    study,
+    active_model,
+    stub_analysis,
+    sent,
+    queue_length,
+    django_capture_on_commit_callbacks,
+):
+    """The message Celery re-delivers after each death must not start it again once
+    it has taken STUDY_MAX_ATTEMPTS workers down: the sweeper fails it."""
+    worker_died(study, seconds_ago=lease() + 5, attempts=settings.STUDY_MAX_ATTEMPTS)
+    study_process_task.apply(args=[study.pk])
+    assert stub_analysis.calls == 0  # the model never ran on it again
+    study.refresh_from_db()
+    assert (study.status, study.claim_token) == (StudyStatus.PROCESSING, "dead-worker")
+    assert sweep(django_capture_on_commit_callbacks)["failed"] == [study.pk]
+    study.refresh_from_db()
+    assert study.status == StudyStatus.FAILED
+
+
+def test_reprocessing_gives_a_study_its_tries_again(
+    study, as_admin, sent, django_capture_on_commit_callbacks
+):
+    Study.objects.filter(pk=study.pk).update(
+        status=StudyStatus.FAILED, attempts=settings.STUDY_MAX_ATTEMPTS
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        as_admin.post(reverse("diagnosis:study-reprocess", args=[study.pk]))
+    study.refresh_from_db()
+    assert (study.status, study.attempts) == (StudyStatus.QUEUED, 0)
+    assert sent == [study.pk]
+
+
 def test_a_study_finished_meanwhile_is_not_sent(
     study, sent, queue_length, django_capture_on_commit_callbacks
 ):
