@@ -116,6 +116,9 @@ class Study(BaseModel):
     # Claim of the worker processing the study; a stale heartbeat lets a redelivered
     # message take over from a worker that died.
     claim_token = models.CharField(max_length=32, blank=True)
+    # The process holding the claim ("host:pid"): a worker on the same host can tell
+    # at once that it is gone, instead of waiting for its heartbeat to go stale.
+    claimed_by = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # When the sweeper last sent the study again (diagnosis.recovery), so that it
     # sends one message per lease, not one per sweep, while no worker takes it.

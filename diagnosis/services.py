@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import re
+import socket
 import tempfile
 import uuid
 from collections.abc import Sequence
@@ -424,16 +426,20 @@ def study_claim(*, study_id: int, token: str) -> bool:
     again (the message that Celery re-delivers after each death would otherwise
     kill worker after worker): the sweeper fails it with a reason."""
     now = timezone.now()
-    claimable = Q(status=StudyStatus.QUEUED) | Q(
-        status=StudyStatus.PROCESSING,
-        heartbeat_at__lt=now - _lease(),
-        attempts__lt=settings.STUDY_MAX_ATTEMPTS,
+    retakeable = Q(
+        status=StudyStatus.PROCESSING, attempts__lt=settings.STUDY_MAX_ATTEMPTS
     )
+    stale = Q(heartbeat_at__lt=now - _lease())
+    orphan = _orphaned_claim(study_id)
+    if orphan:
+        stale |= Q(claimed_by=orphan)
+    claimable = Q(status=StudyStatus.QUEUED) | (retakeable & stale)
     return bool(
         Study.objects.filter(claimable, pk=study_id).update(
             status=StudyStatus.PROCESSING,
             bucket=WorklistBucket.IN_PROGRESS,
             claim_token=token,
+            claimed_by=_this_process(),
             heartbeat_at=now,
             processing_started_at=now,
             attempts=F("attempts") + 1,
@@ -442,6 +448,32 @@ def study_claim(*, study_id: int, token: str) -> bool:
             outside_scope_reason="",
         )
     )
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:200]
+
+
+def _orphaned_claim(study_id: int) -> str:
+    """The study's claim ("host:pid") when it belongs to a process on this host that
+    no longer exists: the pool process that held it was killed, and the message
+    Celery gave back at once (reject_on_worker_lost) may take over now rather than
+    after the lease. "" otherwise (another host, a live process, no claim)."""
+    owner = (
+        Study.objects.filter(pk=study_id, status=StudyStatus.PROCESSING)
+        .values_list("claimed_by", flat=True)
+        .first()
+    )
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return ""
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return owner
+    except OSError:  # exists, owned by someone else
+        return ""
+    return ""
 
 
 def _heartbeat(study_id: int, token: str, done: int, total: int) -> None:

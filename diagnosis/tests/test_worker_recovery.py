@@ -177,6 +177,60 @@ def test_a_study_that_keeps_killing_its_workers_is_not_taken_again(
     assert study.status == StudyStatus.FAILED
 
 
+def gone_pid() -> int:
+    """The pid of a process of this host that has exited."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def claimed_by(study, owner: str) -> None:
+    """The study as a worker holds it, with a fresh heartbeat."""
+    Study.objects.filter(pk=study.pk).update(
+        status=StudyStatus.PROCESSING,
+        claim_token="other-process",
+        claimed_by=owner,
+        heartbeat_at=timezone.now(),
+        attempts=1,
+    )
+
+
+def test_a_claim_of_a_pool_process_that_is_gone_is_taken_over_at_once(
+    study, active_model, stub_analysis
+):
+    """A killed pool process's message comes back at once (reject_on_worker_lost);
+    on the same host its replacement sees the claim's process is gone and runs the
+    study now, not one lease later."""
+    import socket
+
+    claimed_by(study, f"{socket.gethostname()}:{gone_pid()}")
+    assert study_process_task.apply(args=[study.pk]).result == "done"
+    study.refresh_from_db()
+    assert study.status == StudyStatus.READY and stub_analysis.calls == 1
+
+
+@pytest.mark.parametrize("owner", ["live", "other-host"])
+def test_a_claim_of_a_live_or_remote_process_waits_for_its_lease(
+    owner, study, active_model, stub_analysis
+):
+    import os
+    import socket
+
+    claimed_by(
+        study,
+        f"{socket.gethostname()}:{os.getppid()}"
+        if owner == "live"
+        else f"other-host:{gone_pid()}",
+    )
+    from diagnosis import services
+
+    assert services.study_process(study_id=study.pk) == services.ProcessOutcome.BUSY
+    assert stub_analysis.calls == 0
+
+
 def test_reprocessing_gives_a_study_its_tries_again(
     study, as_admin, sent, django_capture_on_commit_callbacks
 ):
