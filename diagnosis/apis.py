@@ -111,6 +111,7 @@ class StudyListOutputSerializer(serializers.Serializer):
     ai_label = serializers.CharField()
     ai_stroke_type = serializers.CharField()
     ai_confidence = FiniteFloatField(allow_null=True)
+    ai_probability = FiniteFloatField(allow_null=True)
     ai_finding = serializers.CharField()
     ai_volume_ml = FiniteFloatField(allow_null=True)
     ai_demo_model = serializers.BooleanField()

@@ -104,6 +104,8 @@ class Study(BaseModel):
         max_length=12, choices=StrokeType.choices, blank=True
     )
     ai_confidence = models.FloatField(null=True, blank=True)
+    # The current result's probability of its finding: what a list shows beside it.
+    ai_probability = models.FloatField(null=True, blank=True)
     # The current result's finding (diagnosis.findings), lesion volume and whether a
     # demo model made it, so a worklist row words it without reading the model card.
     ai_finding = models.CharField(max_length=12, blank=True)

@@ -101,6 +101,7 @@ WORKLIST_FIELDS = (
     "ai_label",
     "ai_stroke_type",
     "ai_confidence",
+    "ai_probability",
     "ai_finding",
     "ai_volume_ml",
     "ai_demo_model",

@@ -150,7 +150,7 @@ def _worklist_rows(studies) -> list[dict]:
                 "ai_badge": ai_badge(
                     row["ai_label"],
                     row["ai_stroke_type"],
-                    row["ai_confidence"],
+                    row["ai_probability"],
                     finding=row["ai_finding"],
                     volume_ml=row["ai_volume_ml"],
                     demo=row["ai_demo_model"],

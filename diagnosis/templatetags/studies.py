@@ -36,24 +36,26 @@ def status_badge(status: str, label: str = "") -> str:
     )
 
 
-# Below this calibrated confidence the AI's call is close to a coin flip: the badge
-# says so instead of looking as sure as a clear finding.
-BORDERLINE_CONFIDENCE = 0.6
+# A calibrated probability this close to 0.5 is a coin flip: the badge says so
+# instead of looking as sure as a clear finding.
+BORDERLINE_MARGIN = 0.1
 
 
 @register.simple_tag
 def ai_badge(
     label: str | None,
     stroke_type: str | None,
-    confidence: float | None,
+    probability: float | None,
     finding: str = "",
     volume_ml: float | None = None,
     demo: bool = False,
     outside_scope: str = "",
 ):
-    """The AI finding in a list or on the study page, worded by diagnosis.findings;
-    `demo` adds the demo-model marker, `outside_scope` (the model's reason) replaces
-    the finding for a study the model declined."""
+    """The AI finding in a list or on the study page, worded by diagnosis.findings,
+    with the model's calibrated probability of that finding (the same number the
+    study page and the reports show); `demo` adds the demo-model marker,
+    `outside_scope` (the model's reason) replaces the finding for a study the model
+    declined."""
     if outside_scope:
         badge = format_html(
             '<span class="badge text-bg-secondary" data-ai-label="outside-scope">'
@@ -66,12 +68,12 @@ def ai_badge(
         badge = format_html('<span class="text-body-secondary">—</span>')
     else:
         badge = _finding_badge(
-            label, stroke_type, finite(confidence), finding, finite(volume_ml)
+            label, stroke_type, finite(probability), finding, finite(volume_ml)
         )
     return format_html("{}{}", badge, demo_badge() if demo else "")
 
 
-def _finding_badge(label, stroke_type, confidence, finding, volume_ml) -> str:
+def _finding_badge(label, stroke_type, probability, finding, volume_ml) -> str:
     words = findings.finding_words(
         card=None,
         label=label,
@@ -80,13 +82,18 @@ def _finding_badge(label, stroke_type, confidence, finding, volume_ml) -> str:
         finding=finding or "",
     )
     colour = "danger" if words.positive else "success"
-    pct = f" · {confidence * 100:.0f}%" if confidence is not None else ""
-    if confidence is not None and confidence < BORDERLINE_CONFIDENCE:
-        colour, pct = "warning", f"{pct} · borderline"
+    pct, title = "", ""
+    if probability is not None:
+        pct = f" · {probability * 100:.0f}%"
+        name = findings.FINDING_NAMES[words.finding]
+        title = f"AI probability of {name}: {probability * 100:.1f}%"
+        if abs(probability - 0.5) < BORDERLINE_MARGIN:
+            colour, pct = "warning", f"{pct} · borderline"
     return format_html(
-        '<span class="badge text-bg-{}" data-ai-label="{}">{}{}</span>',
+        '<span class="badge text-bg-{}" data-ai-label="{}" title="{}">{}{}</span>',
         colour,
         label,
+        title,
         words.headline,
         pct,
     )

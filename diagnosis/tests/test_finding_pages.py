@@ -121,12 +121,12 @@ def test_negative_hemorrhage_result_says_it_does_not_exclude_ischemia(
 
     page = text(page_of(as_radiologist, study))
     assert (
-        "No hemorrhage suspected · 92% — this does not exclude an ischemic stroke."
+        "No hemorrhage suspected · 8% — this does not exclude an ischemic stroke."
         in page
     )
     assert "Lesion volume" not in page  # no volume for a bleed it did not find
     listing = text(as_radiologist.get(reverse("diagnosis:study-list")))
-    assert "No hemorrhage suspected · 92%" in listing
+    assert "No hemorrhage suspected · 8%" in listing
     assert "No stroke suspected" not in listing
 
 

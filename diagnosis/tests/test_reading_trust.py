@@ -168,3 +168,24 @@ def test_images_set_aside_at_upload_are_said_on_the_study_page(
     assert "3 files set aside at upload" in notice
     assert "1 slice, and not analysed" in notice
     assert notice.count("differs from the") == 3
+
+
+def test_the_badge_shows_the_probability_the_page_shows(
+    as_clinician, as_radiologist, series_dir, monkeypatch, active_model, stub_analysis
+):
+    """A suspected stroke at a 47% probability (threshold 40%) reads 47% on its
+    badge, in the list and on the page, not its 53% 'confidence'."""
+    monkeypatch.setattr("diagnosis.tasks.study_process_task.delay", lambda pk: None)
+    as_clinician.post(
+        reverse("diagnosis:study-upload"), {"files": uploads_of(series_dir)}
+    )
+    study = Study.objects.get()
+    stub_analysis.next = fake_analysis(label="stroke", probability=0.47)
+    assert study_process_task.apply(args=[study.pk]).result == "done"
+    page = page_of(as_radiologist, study)
+    badge = page.split('data-testid="ai-finding">')[1].split("</p>")[0]
+    assert "· 47% · borderline" in badge and "53%" not in badge
+    assert 'data-testid="ai-probability">47.0%<' in page
+    assert "· 47% · borderline" in row_of(as_radiologist, study)
+    api = as_radiologist.get(reverse("api:study-list")).json()["results"][0]
+    assert api["ai_probability"] == pytest.approx(0.47)

@@ -30,6 +30,7 @@ def add_studies(uploader, n, *, first=0, **fields) -> list[Study]:
             "patient_id": f"MRN{i:04d}",
             "ai_label": "stroke" if stroke else "normal",
             "ai_confidence": 0.9,
+            "ai_probability": 0.9,
             "priority": (1 if stroke else 0) + i / 1000,
             **fields,
         }
