@@ -105,14 +105,6 @@ def audit_list(
     return entries
 
 
-def audit_actions() -> list[str]:
-    return list(
-        AuditEntry.objects.order_by("action")
-        .values_list("action", flat=True)
-        .distinct()
-    )
-
-
 def user_field_changes(*, user: User):
     """Field-level changes to an account recorded by django-auditlog."""
     from auditlog.models import LogEntry

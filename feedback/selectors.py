@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404
 
 from accounts.models import Role, User
@@ -326,12 +326,6 @@ def _specificity_notes(candidate: ModelEvaluation, active: ModelEvaluation) -> l
             f"{figure(theirs)}: more normal studies would be flagged as strokes."
         ]
     return []
-
-
-def feedback_case_open_for_study(*, study_id: int) -> FeedbackCase | None:
-    return FeedbackCase.objects.filter(
-        Q(status=CaseStatus.PENDING) | Q(status=CaseStatus.CONFIRMED), study_id=study_id
-    ).first()
 
 
 # --- the admin dashboard --------------------------------------------------------

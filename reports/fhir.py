@@ -24,7 +24,6 @@ from diagnosis.models import Label, StrokeType
 from . import selectors
 from .selectors import ReportContent
 
-FHIR_VERSION = "4.3.0"  # R4B
 MEDIA_TYPE = "application/fhir+json"
 PORTAL_CODES = "urn:stroke-portal:codes"
 SNOMED = "http://snomed.info/sct"
