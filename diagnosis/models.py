@@ -137,7 +137,6 @@ class Study(BaseModel):
                 fields=["uploaded_by", "bucket", "-priority", "created_at"],
                 name="worklist_order_by_uploader",
             ),
-            models.Index(fields=["status"], name="study_status"),
         ]
         constraints = [
             # NaN sorts above every number in PostgreSQL: a NaN priority would top
