@@ -11,7 +11,7 @@ that failed.
 Start the portal (`make run`, which creates the demo accounts), then, from the project
 folder:
 
-    .venv/bin/python scripts/walkthrough_feedback.py \\
+    .venv/bin/python bench/walkthrough_feedback.py \\
         [--base-url http://127.0.0.1:8000] [--credentials var/demo-credentials.txt] \\
         [--study ../shared/data/dicom-head-phantom/std-brain-5mm] \\
         [--dataset-folder var/training-data/phantoms] [--epochs 10] \\
@@ -183,9 +183,7 @@ def ensure_dataset_folder(folder: Path, synth: tuple[int, int, int]) -> None:
         "--studies", str(studies), "--slices", str(slices), "--size", str(pixels),
         "--format", "png", "--masks", "none", "--seed", "7",
     ]  # fmt: skip
-    done = subprocess.run(  # noqa: S603 - our own interpreter and arguments
-        command, cwd=ROOT, capture_output=True, text=True
-    )
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise StepFailed(f"python -m ml synth failed:\n{done.stderr[-2000:]}")
 

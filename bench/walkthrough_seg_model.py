@@ -15,7 +15,7 @@ viewer opened on and whether the radiologist's mask marks it, and how much of ea
 outline lies on the mask. Every screenshot is numbered in --out; the *-vs-mask.png
 images put the portal's outline (yellow) and the mask's edge (cyan) on one slice.
 
-    .venv/bin/python scripts/walkthrough_seg_model.py [--model models/ich-seg-ctich] \\
+    .venv/bin/python bench/walkthrough_seg_model.py [--model models/ich-seg-ctich] \\
         [--bleed 094] [--normal 054] [--out var/walkthrough-seg] [--port 8765] \\
         [--postgres postgres://postgres@127.0.0.1:5432] [--keep-data]
 
@@ -46,12 +46,11 @@ import numpy as np
 from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-# Sibling scripts, not packages: sign-in, screenshots and the upload through the page.
-from walkthrough_feedback import (  # noqa: E402
+# ct-ich as DICOM, and the other walkthroughs' sign-in, screenshots and upload.
+from bench import ct_ich_as_dicom as converter  # noqa: E402
+from bench.walkthrough_feedback import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
     StepFailed,
@@ -59,9 +58,7 @@ from walkthrough_feedback import (  # noqa: E402
     api_json,
     read_credentials,
 )
-from walkthrough_lesion_model import upload, viewer_shot  # noqa: E402
-
-from bench import ct_ich_as_dicom as converter  # noqa: E402
+from bench.walkthrough_lesion_model import upload, viewer_shot  # noqa: E402
 
 #: Outline colour of diagnosis.ml_adapter.CONTOUR_RGBA, and the mask's edge colour
 #: in the comparison images.
@@ -102,7 +99,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 # --- the portal --------------------------------------------------------------------
 def manage(env: dict[str, str], *command: str) -> str:
-    done = subprocess.run(  # noqa: S603 - this interpreter, our manage.py
+    done = subprocess.run(
         [sys.executable, "manage.py", *command],
         cwd=ROOT,
         env=env,
@@ -186,7 +183,7 @@ def portal_env(args: argparse.Namespace, *, data: Path, database: str) -> dict:
 def running(env: dict, *, port: int, log: Path) -> Iterator[None]:
     """scripts/runportal.py (gunicorn, a Celery worker, beat) until the block ends."""
     with open(log, "w") as stream:
-        process = subprocess.Popen(  # noqa: S603 - this interpreter, our script
+        process = subprocess.Popen(
             [sys.executable, "scripts/runportal.py", "--port", str(port)],
             cwd=ROOT,
             env=env,
@@ -446,7 +443,7 @@ def step_report(walk: Walk, page: Page, record: dict, code: str) -> None:
     pdftoppm = shutil.which("pdftoppm")
     if pdftoppm is None:
         raise StepFailed("pdftoppm is missing (apt-get install poppler-utils)")
-    subprocess.run(  # noqa: S603 - poppler's pdftoppm on our own file
+    subprocess.run(
         [pdftoppm, "-png", "-r", "80", str(pdf), str(out / f"report-CTICH-{code}")],
         check=True,
     )

@@ -12,7 +12,7 @@ the radiologist's hemorrhage mask (dilated by 5 px, as in the pointing game).
 
 Start the portal, then, from the project folder:
 
-    .venv/bin/python scripts/walkthrough_lesion_model.py \\
+    .venv/bin/python bench/walkthrough_lesion_model.py \\
         [--base-url http://127.0.0.1:8000] [--credentials var/demo-credentials.txt] \\
         [--ct-ich ../shared/data/ct-ich] [--bleed 094] [--normal 054] \\
         [--phantom ../shared/data/dicom-head-phantom/std-brain-5mm] \\
@@ -37,9 +37,9 @@ from pathlib import Path
 from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-# A sibling script, not a package: its sign-in, upload copy and screenshot helpers.
-from walkthrough_feedback import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The feedback walkthrough's sign-in, upload copy and screenshot helpers.
+from bench.walkthrough_feedback import (
     CHROMIUM,
     CHROMIUM_ARGS,
     StepFailed,
