@@ -18,6 +18,8 @@ Maps are (H, W) float32 in [0, 1] at the model input size. A :class:`GradCam` bu
 a second Keras model over the same layers and never modifies the model it explains:
 no weights, layers or trainable flags change. TensorFlow is imported only when a
 :class:`GradCam` is created.
+
+:func:`ml.display.overlay` draws a map over its slice.
 """
 
 from __future__ import annotations
@@ -28,14 +30,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-#: Colour maps :func:`overlay_png` accepts, by name.
-COLORMAPS: dict[str, int] = {
-    "jet": cv2.COLORMAP_JET,
-    "turbo": cv2.COLORMAP_TURBO,
-    "inferno": cv2.COLORMAP_INFERNO,
-    "viridis": cv2.COLORMAP_VIRIDIS,
-    "hot": cv2.COLORMAP_HOT,
-}
 _EPS = 1e-7
 
 
@@ -237,65 +231,3 @@ def _normalise(cam: np.ndarray) -> np.ndarray:
     cam = np.maximum(np.nan_to_num(np.asarray(cam, np.float32)), 0.0)
     peak = float(cam.max(initial=0.0))
     return cam / peak if peak > 0 else np.zeros_like(cam)
-
-
-# --- overlays --------------------------------------------------------------------
-
-
-def overlay_image(
-    slice_image: np.ndarray,
-    heatmap: np.ndarray,
-    *,
-    colormap: str = "jet",
-    opacity: float = 0.4,
-) -> np.ndarray:
-    """Blend a heatmap over a slice: (H, W, 3) uint8 RGB.
-
-    ``slice_image``: (H, W) or (H, W, 1|3), float in [0, 1] or uint8 (already
-    windowed for display). ``heatmap``: (h, w) in [0, 1], resized to (H, W).
-    ``opacity`` is the weight of the colour where the map is 1; it fades with the
-    square root of the map, so cold areas show the slice unchanged instead of tinted.
-    """
-    if colormap not in COLORMAPS:
-        raise ValueError(
-            f"unknown colormap {colormap!r}; choose from {sorted(COLORMAPS)}"
-        )
-    if not 0.0 <= opacity <= 1.0:
-        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
-    gray = _display_rgb(slice_image)
-    heat = np.clip(_upsample(np.asarray(heatmap, np.float32), gray.shape[:2]), 0, 1)
-    if heat.ndim != 2:
-        raise ValueError(f"heatmap must be (h, w), got shape {np.shape(heatmap)}")
-    colour = cv2.applyColorMap(
-        np.rint(heat * 255).astype(np.uint8), COLORMAPS[colormap]
-    )
-    alpha = (opacity * np.sqrt(heat))[..., None]
-    blended = (1.0 - alpha) * gray + alpha * colour[..., ::-1].astype(np.float32)
-    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-
-
-def overlay_png(
-    slice_image: np.ndarray,
-    heatmap: np.ndarray,
-    *,
-    colormap: str = "jet",
-    opacity: float = 0.4,
-) -> bytes:
-    """:func:`overlay_image` encoded as an RGB PNG."""
-    rgb = overlay_image(slice_image, heatmap, colormap=colormap, opacity=opacity)
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
-    if not ok:
-        raise ValueError("could not encode the overlay as PNG")
-    return encoded.tobytes()
-
-
-def _display_rgb(image: np.ndarray) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] != 3):
-        raise ValueError(f"slice_image must be (H, W) or (H, W, 1|3), got {arr.shape}")
-    if arr.dtype != np.uint8:
-        arr = np.clip(np.rint(np.asarray(arr, np.float32) * 255.0), 0, 255)
-    arr = arr.astype(np.float32)
-    return np.repeat(arr[..., None], 3, axis=-1) if arr.ndim == 2 else arr

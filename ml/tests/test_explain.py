@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ml import synthetic
-from ml.explain import GradCam, overlay_image, overlay_png
+from ml.explain import GradCam
 from ml.io import LoadResult, SliceInfo, StudyMetadata
 from ml.preprocess import PreprocessConfig, preprocess_volume
 
@@ -192,32 +192,3 @@ def test_grad_cam_peak_lies_on_the_lesion(phantom_model_folder):
     fraction = float(np.mean(hits))
     assert len(hits) >= 50
     assert fraction >= LOCALISATION_FLOOR, f"peak on the lesion for {fraction:.2f}"
-
-
-# --- overlays ------------------------------------------------------------------------
-
-
-def test_overlay_png_is_an_rgb_png_of_the_slice_size():
-    slice_image = np.linspace(0, 1, 40 * 30, dtype=np.float32).reshape(40, 30)
-    heat = np.zeros((8, 8), np.float32)
-    heat[2, 5] = 1.0
-    data = overlay_png(slice_image, heat, colormap="jet", opacity=0.5)
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    assert decoded.shape == (40, 30, 3)
-
-
-def test_overlay_leaves_cold_pixels_alone_and_colours_hot_ones():
-    gray = np.full((16, 16), 0.5, np.float32)
-    heat = np.zeros((16, 16), np.float32)
-    heat[8, 8] = 1.0
-    rgb = overlay_image(gray, heat, opacity=0.6)
-    assert tuple(rgb[0, 0]) == (128, 128, 128)
-    assert rgb[8, 8, 0] != rgb[8, 8, 2]  # jet's red end is not grey
-    assert np.array_equal(
-        overlay_image(gray, heat, opacity=0.0)[..., 0], rgb[..., 1] * 0 + 128
-    )
-    with pytest.raises(ValueError, match="colormap"):
-        overlay_image(gray, heat, colormap="rainbow-ish")
-    with pytest.raises(ValueError, match="opacity"):
-        overlay_image(gray, heat, opacity=1.5)
