@@ -6,11 +6,14 @@ and of `prev_hash`, the previous entry's hash (GENESIS for the first). Changing 
 entry breaks its own hash; deleting one breaks the next entry's `prev_hash`;
 `manage.py audit_verify` walks the chain."""
 
+from __future__ import annotations
+
 import hashlib
 import ipaddress
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -133,10 +136,36 @@ def client_ip(request: HttpRequest | None) -> str | None:
     return get_client_ip_address(request) or None
 
 
+@dataclass(frozen=True)
+class AuditContext:
+    """Where an action came from, as its audit entry records it: what a service
+    needs of an HTTP request, so that services take this small value and know
+    nothing of HTTP. `AuditContext.of(request)` in a view; `AuditContext()` for
+    work no request started (a worker, a management command)."""
+
+    user: User | None = None
+    ip_address: str | None = None
+    user_agent: str = ""
+    path: str = ""
+
+    @classmethod
+    def of(cls, request: HttpRequest | None) -> AuditContext:
+        if request is None:
+            return cls()
+        user = getattr(request, "user", None)
+        return cls(
+            user=user if user is not None and user.is_authenticated else None,
+            ip_address=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+            path=request.get_full_path()[:300],
+        )
+
+
 def audit_record(
     *,
     action: str,
     request: HttpRequest | None = None,
+    context: AuditContext | None = None,
     actor: User | None = None,
     actor_username: str = "",
     obj: models.Model | None = None,
@@ -145,12 +174,15 @@ def audit_record(
     outcome: str = AuditOutcome.SUCCESS,
     detail: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    """Append one entry. The actor defaults to the request's user; the object may be
-    given as a model instance or as type and id."""
+    """Append one entry. Where it came from is the `context` (a service's) or the
+    `request` (a view's); the actor defaults to its user; the object may be given
+    as a model instance or as type and id."""
     if not _ACTION_PATTERN.match(action):
         raise ValueError(f"Audit action {action!r} must look like 'app.verb'.")
-    if actor is None and request is not None and request.user.is_authenticated:
-        actor = request.user
+    if context is None:
+        context = AuditContext.of(request)
+    if actor is None:
+        actor = context.user
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or obj.pk
@@ -163,9 +195,9 @@ def audit_record(
         object_type=object_type,
         object_id=str(object_id),
         outcome=outcome,
-        ip_address=client_ip(request),
-        user_agent=(request.META.get("HTTP_USER_AGENT", "") if request else "")[:300],
-        path=(request.get_full_path() if request else "")[:300],
+        ip_address=context.ip_address,
+        user_agent=context.user_agent,
+        path=context.path,
         detail=detail or {},
     )
     return _chain_append(entry)

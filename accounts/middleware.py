@@ -7,6 +7,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from . import services
+from .audit import AuditContext
 from .selectors import NotVisible
 
 LAST_ACTIVITY_KEY = "last_activity"
@@ -106,7 +107,7 @@ class RefusedReadAuditMiddleware:
     def process_exception(self, request, exception):
         if isinstance(exception, NotVisible):
             services.refused_read_record(
-                request=request,
+                audit=AuditContext.of(request),
                 refusal=exception,
                 detail=refusal_context(request)["detail"],
             )

@@ -10,7 +10,7 @@ from django.contrib.auth.signals import (
 from django.dispatch import receiver
 
 from . import services
-from .audit import Action, audit_record
+from .audit import Action, AuditContext, audit_record
 from .models import AuditOutcome
 
 
@@ -55,4 +55,4 @@ def audit_lockout(sender, request, username, ip_address, **kwargs):
 
 @receiver(user_locked_out, dispatch_uid="revoke-tokens-on-lockout")
 def revoke_tokens_on_lockout(sender, request, username, **kwargs):
-    services.user_locked_out(username=username or "", request=request)
+    services.user_locked_out(username=username or "", audit=AuditContext.of(request))

@@ -10,11 +10,10 @@ from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from .audit import Action, audit_record
+from .audit import Action, AuditContext, audit_record
 from .models import AuditEntry, AuditOutcome, Role, User
 from .selectors import NotVisible
 
@@ -48,7 +47,7 @@ def user_register(
     last_name: str = "",
     department: str = "",
     requested_role: str,
-    request: HttpRequest | None = None,
+    audit: AuditContext | None = None,
 ) -> User:
     """Create an inactive account that an admin must approve."""
     if requested_role not in SELF_SERVICE_ROLES:
@@ -69,7 +68,7 @@ def user_register(
     user.save()
     audit_record(
         action=Action.REGISTER,
-        request=request,
+        context=audit,
         actor_username=username,
         obj=user,
         detail={"requested_role": requested_role},
@@ -106,7 +105,9 @@ def _set_role(user: User, role: str) -> None:
 
 
 @transaction.atomic
-def user_approve(*, user: User, role: str, by: User, request: HttpRequest) -> User:
+def user_approve(
+    *, user: User, role: str, by: User, audit: AuditContext | None = None
+) -> User:
     if user.is_active:
         raise ValidationError(f"{user.username} is already active.")
     _set_role(user, role)
@@ -115,7 +116,7 @@ def user_approve(*, user: User, role: str, by: User, request: HttpRequest) -> Us
     user.approved_by = by
     user.save()
     audit_record(
-        action=Action.USER_APPROVE, request=request, obj=user, detail={"role": role}
+        action=Action.USER_APPROVE, context=audit, obj=user, detail={"role": role}
     )
     transaction.on_commit(
         lambda: _notify(
@@ -129,7 +130,9 @@ def user_approve(*, user: User, role: str, by: User, request: HttpRequest) -> Us
 
 
 @transaction.atomic
-def user_set_role(*, user: User, role: str, by: User, request: HttpRequest) -> User:
+def user_set_role(
+    *, user: User, role: str, by: User, audit: AuditContext | None = None
+) -> User:
     if role == user.role:
         return user
     if role != Role.ADMIN:
@@ -139,7 +142,7 @@ def user_set_role(*, user: User, role: str, by: User, request: HttpRequest) -> U
     user.save()
     audit_record(
         action=Action.USER_ROLE_CHANGE,
-        request=request,
+        context=audit,
         obj=user,
         detail={"from": old, "to": role},
     )
@@ -155,7 +158,7 @@ def _end_sessions(user: User) -> None:
 
 def refused_access_record(
     *,
-    request: HttpRequest,
+    audit: AuditContext,
     reason: str,
     object_type: str = "",
     object_id: str | int = "",
@@ -164,11 +167,10 @@ def refused_access_record(
     """One `access.denied` entry: who, from where, the object asked for and why it
     was refused. A request for something that does not exist is a failure, every
     other refusal is denied; admins see bursts of either per user."""
-    anonymous = not request.user.is_authenticated
     return audit_record(
         action=Action.ACCESS_DENIED,
-        request=request,
-        actor_username="anonymous" if anonymous else "",
+        context=audit,
+        actor_username="anonymous" if audit.user is None else "",
         object_type=object_type,
         object_id=object_id,
         outcome=(
@@ -179,12 +181,12 @@ def refused_access_record(
 
 
 def refused_read_record(
-    *, request: HttpRequest, refusal: NotVisible, detail: dict | None = None
+    *, audit: AuditContext, refusal: NotVisible, detail: dict | None = None
 ) -> AuditEntry:
     """The entry for a scoped selector's refusal: the object asked for, and whether
     it exists at all."""
     return refused_access_record(
-        request=request,
+        audit=audit,
         reason=Refusal.NOT_VISIBLE if refusal.exists else Refusal.NOT_FOUND,
         object_type=refusal.object_type,
         object_id=refusal.object_id,
@@ -193,17 +195,17 @@ def refused_read_record(
 
 
 def user_tokens_revoke(
-    *, user: User, reason: str, request: HttpRequest | None = None
+    *, user: User, reason: str, audit: AuditContext | None = None
 ) -> int:
     """Delete the user's API tokens, so that a deactivated or locked-out account's
     token stops working at once and stays dead after a reactivation (a new one must
     be asked for with the password). Audited when there was one; returns how many."""
     count, _ = Token.objects.filter(user=user).delete()
     if count:
-        signed_in = getattr(getattr(request, "user", None), "is_authenticated", False)
+        signed_in = audit is not None and audit.user is not None
         audit_record(
             action=REVOKE_ACTION,
-            request=request,
+            context=audit,
             # A lockout revokes on behalf of no one: the request is an anonymous
             # sign-in attempt.
             actor_username="" if signed_in else "system",
@@ -213,18 +215,18 @@ def user_tokens_revoke(
     return count
 
 
-def user_locked_out(*, username: str, request: HttpRequest | None) -> int:
+def user_locked_out(*, username: str, audit: AuditContext | None) -> int:
     """The login throttle locked this username out (at one address): whoever is
     guessing its password may also hold its API token, so the token goes too. An
     unknown username has none."""
     user = User.objects.filter(username=username).first() if username else None
     if user is None:
         return 0
-    return user_tokens_revoke(user=user, reason="locked out", request=request)
+    return user_tokens_revoke(user=user, reason="locked out", audit=audit)
 
 
 @transaction.atomic
-def user_deactivate(*, user: User, by: User, request: HttpRequest) -> User:
+def user_deactivate(*, user: User, by: User, audit: AuditContext | None = None) -> User:
     if user.pk == by.pk:
         raise ValidationError("You cannot deactivate your own account.")
     if not user.is_active:
@@ -233,20 +235,20 @@ def user_deactivate(*, user: User, by: User, request: HttpRequest) -> User:
     user.is_active = False
     user.save(update_fields=["is_active"])
     _end_sessions(user)
-    audit_record(action=Action.USER_DEACTIVATE, request=request, obj=user)
-    user_tokens_revoke(user=user, reason="deactivated", request=request)
+    audit_record(action=Action.USER_DEACTIVATE, context=audit, obj=user)
+    user_tokens_revoke(user=user, reason="deactivated", audit=audit)
     return user
 
 
 @transaction.atomic
-def user_reactivate(*, user: User, by: User, request: HttpRequest) -> User:
+def user_reactivate(*, user: User, by: User, audit: AuditContext | None = None) -> User:
     if user.is_active:
         raise ValidationError(f"{user.username} is already active.")
     if user.approved_at is None:
         raise ValidationError("Approve a new registration instead of reactivating it.")
     user.is_active = True
     user.save(update_fields=["is_active"])
-    audit_record(action=Action.USER_REACTIVATE, request=request, obj=user)
+    audit_record(action=Action.USER_REACTIVATE, context=audit, obj=user)
     return user
 
 
@@ -260,7 +262,9 @@ def temporary_password_generate(length: int = 14) -> str:
 
 
 @transaction.atomic
-def user_reset_password(*, user: User, by: User, request: HttpRequest) -> str:
+def user_reset_password(
+    *, user: User, by: User, audit: AuditContext | None = None
+) -> str:
     """Give the user a temporary password, shown once to the admin; the user must
     choose a new one at the next sign-in. Unlocks the account too."""
     password = temporary_password_generate()
@@ -269,29 +273,29 @@ def user_reset_password(*, user: User, by: User, request: HttpRequest) -> str:
     user.save(update_fields=["password", "must_change_password"])
     _end_sessions(user)
     axes_reset(username=user.username)
-    audit_record(action=Action.USER_PASSWORD_RESET, request=request, obj=user)
+    audit_record(action=Action.USER_PASSWORD_RESET, context=audit, obj=user)
     # Like the sessions: whoever had the old password may have asked for a token.
-    user_tokens_revoke(user=user, reason="password reset", request=request)
+    user_tokens_revoke(user=user, reason="password reset", audit=audit)
     return password
 
 
-def user_unlock(*, user: User, by: User, request: HttpRequest) -> int:
+def user_unlock(*, user: User, by: User, audit: AuditContext | None = None) -> int:
     """Lift a login lockout; returns how many throttling records were cleared."""
     cleared = axes_reset(username=user.username)
     audit_record(
         action=Action.USER_UNLOCK,
-        request=request,
+        context=audit,
         obj=user,
         detail={"cleared_attempts": cleared},
     )
     return cleared
 
 
-def user_password_changed(*, user: User, request: HttpRequest) -> None:
+def user_password_changed(*, user: User, audit: AuditContext | None = None) -> None:
     if user.must_change_password:
         user.must_change_password = False
         user.save(update_fields=["must_change_password"])
-    audit_record(action=Action.PASSWORD_CHANGE, request=request, obj=user)
+    audit_record(action=Action.PASSWORD_CHANGE, context=audit, obj=user)
 
 
 DEMO_USERS = (

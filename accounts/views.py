@@ -15,7 +15,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 
 from . import selectors, services
-from .audit import Action, audit_record
+from .audit import Action, AuditContext, audit_record
 from .forms import (
     AuditFilterForm,
     LoginForm,
@@ -73,7 +73,7 @@ def register(request: HttpRequest) -> HttpResponse:
                 last_name=data["last_name"],
                 department=data.get("department", ""),
                 requested_role=data["requested_role"],
-                request=request,
+                audit=AuditContext.of(request),
             )
         except ValidationError as error:
             form.add_error(None, error)
@@ -93,7 +93,9 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
     def form_valid(self, form):
         response = super().form_valid(form)
-        services.user_password_changed(user=self.request.user, request=self.request)
+        services.user_password_changed(
+            user=self.request.user, audit=AuditContext.of(self.request)
+        )
         messages.success(self.request, "Your password has been changed.")
         return response
 
@@ -127,7 +129,9 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 
     def form_valid(self, form):
         response = super().form_valid(form)
-        services.user_password_changed(user=form.user, request=self.request)
+        services.user_password_changed(
+            user=form.user, audit=AuditContext.of(self.request)
+        )
         return response
 
 
@@ -212,7 +216,9 @@ def _user_role_action(request: HttpRequest, pk: int, service, success: str):
     return _user_action(
         request,
         pk,
-        lambda u: service(user=u, role=role, by=request.user, request=request),
+        lambda u: service(
+            user=u, role=role, by=request.user, audit=AuditContext.of(request)
+        ),
         success,
     )
 
@@ -239,7 +245,9 @@ def user_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
     return _user_action(
         request,
         pk,
-        lambda u: services.user_deactivate(user=u, by=request.user, request=request),
+        lambda u: services.user_deactivate(
+            user=u, by=request.user, audit=AuditContext.of(request)
+        ),
         "{user} has been deactivated and signed out.",
     )
 
@@ -250,7 +258,9 @@ def user_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
     return _user_action(
         request,
         pk,
-        lambda u: services.user_reactivate(user=u, by=request.user, request=request),
+        lambda u: services.user_reactivate(
+            user=u, by=request.user, audit=AuditContext.of(request)
+        ),
         "{user} has been reactivated.",
     )
 
@@ -260,7 +270,7 @@ def user_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
 def user_reset_password(request: HttpRequest, pk: int) -> HttpResponse:
     def reset(user):
         password = services.user_reset_password(
-            user=user, by=request.user, request=request
+            user=user, by=request.user, audit=AuditContext.of(request)
         )
         # Shown once on the next page, then gone from the session.
         request.session["temporary_password"] = password
@@ -279,7 +289,9 @@ def user_unlock(request: HttpRequest, pk: int) -> HttpResponse:
     return _user_action(
         request,
         pk,
-        lambda u: services.user_unlock(user=u, by=request.user, request=request),
+        lambda u: services.user_unlock(
+            user=u, by=request.user, audit=AuditContext.of(request)
+        ),
         "Sign-in for {user} is unlocked.",
     )
 

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts import services
+from accounts.audit import AuditContext
 from accounts.selectors import NotVisible
 
 logger = logging.getLogger(__name__)
@@ -48,11 +49,13 @@ def _audit_refusal(exc, context) -> None:
     match = getattr(request, "resolver_match", None)
     detail = {"api": True, "view": match.view_name if match else ""}
     if isinstance(exc, NotVisible):
-        services.refused_read_record(request=request, refusal=exc, detail=detail)
+        services.refused_read_record(
+            audit=AuditContext.of(request), refusal=exc, detail=detail
+        )
     elif isinstance(exc, _FORBIDDEN + _UNAUTHENTICATED):
         object_type = getattr(view, "audit_object_type", "") if "pk" in kwargs else ""
         services.refused_access_record(
-            request=request,
+            audit=AuditContext.of(request),
             reason=(
                 services.Refusal.FORBIDDEN
                 if isinstance(exc, _FORBIDDEN)

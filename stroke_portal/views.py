@@ -16,7 +16,7 @@ from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import services
-from accounts.audit import Action, audit_record
+from accounts.audit import Action, AuditContext, audit_record
 from accounts.middleware import csp_with, refusal_context
 from accounts.models import AuditOutcome
 from accounts.permissions import HasRole
@@ -25,7 +25,7 @@ from accounts.permissions import HasRole
 def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
     if request.user.is_authenticated:
         services.refused_access_record(
-            request=request,
+            audit=AuditContext.of(request),
             reason=services.Refusal.FORBIDDEN,
             **refusal_context(request),
         )

@@ -9,6 +9,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts import services
+from accounts.audit import AuditContext
 from accounts.models import AuditEntry
 from accounts.tests.factories import PASSWORD
 
@@ -96,12 +97,12 @@ def test_the_revoked_tokens_call_is_audited_as_a_refusal(as_admin, clinician, to
 def test_an_account_without_a_token_leaves_no_revocation_entry(admin, radiologist, rf):
     request = rf.post("/")
     request.user = admin
-    services.user_deactivate(user=radiologist, by=admin, request=request)
+    services.user_deactivate(user=radiologist, by=admin, audit=AuditContext.of(request))
     assert not revocations(radiologist).exists()
 
 
 def test_a_lockout_of_an_unknown_username_revokes_nothing(db):
-    assert services.user_locked_out(username="nobody-here", request=None) == 0
+    assert services.user_locked_out(username="nobody-here", audit=None) == 0
 
 
 def test_an_account_made_inactive_elsewhere_has_its_token_refused(clinician, token):
