@@ -29,6 +29,7 @@ from accounts.models import User
 from feedback import selectors as model_selectors
 from feedback import services as feedback_services
 from reports import services as report_services
+from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
 
 from . import findings, ml_adapter, storage
 from .models import (
@@ -556,12 +557,12 @@ def study_process(*, study_id: int) -> str:
             loaded=loaded,
             reason=scrub_paths(str(exc), names=_stored_names(study_id)),
         )
+    except INFRASTRUCTURE_ERRORS:
+        raise  # the task retries: the study stays claimed, not failed
     except (ml_adapter.StudyLoadError, ValueError, OSError) as exc:
         _fail(study_id, token, f"The study could not be analysed: {exc}")
         return ProcessOutcome.FAILED
     except Exception as exc:  # a model bug must not loop: record it, do not retry
-        if _is_infrastructure_error(exc):
-            raise
         logger.exception("Analysis of study %s failed", study_id)
         _fail(
             study_id,
@@ -573,13 +574,6 @@ def study_process(*, study_id: int) -> str:
     return _results_store(
         study=study, model=model, token=token, analysis=analysis, loaded=loaded
     )
-
-
-def _is_infrastructure_error(exc: Exception) -> bool:
-    from django.db import DatabaseError, InterfaceError
-    from kombu.exceptions import OperationalError as BrokerError
-
-    return isinstance(exc, DatabaseError | InterfaceError | BrokerError)
 
 
 def _why_not_claimed(study_id: int) -> str:

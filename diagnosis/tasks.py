@@ -3,7 +3,8 @@ import logging
 from celery import shared_task
 from celery.signals import worker_process_init
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError
+
+from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
 
 from . import recovery, services
 
@@ -18,7 +19,7 @@ logger = logging.getLogger(__name__)
     soft_time_limit=settings.STUDY_SOFT_TIME_LIMIT,
     time_limit=settings.STUDY_SOFT_TIME_LIMIT + 30,
     # Only infrastructure errors are retried; a model failure is recorded instead.
-    autoretry_for=(DatabaseError, InterfaceError),
+    autoretry_for=INFRASTRUCTURE_ERRORS,
     retry_backoff=2,
     retry_backoff_max=60,
     max_retries=8,

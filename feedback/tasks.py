@@ -4,7 +4,8 @@ ml adapter, never when this module is imported."""
 
 from celery import shared_task
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError
+
+from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
 
 from . import services
 
@@ -21,7 +22,7 @@ def dataset_index_task(dataset_id: int) -> str:
     soft_time_limit=settings.RETRAIN_TIME_LIMIT_SECONDS,
     time_limit=settings.RETRAIN_TIME_LIMIT_SECONDS + 60,
     # Only infrastructure errors are retried; a training crash is recorded instead.
-    autoretry_for=(DatabaseError, InterfaceError),
+    autoretry_for=INFRASTRUCTURE_ERRORS,
     retry_backoff=5,
     max_retries=3,
 )

@@ -1,5 +1,6 @@
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError
+
+from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
 
 from . import services
 
@@ -11,7 +12,7 @@ from . import services
     soft_time_limit=120,
     time_limit=150,
     # Only infrastructure errors are retried; a rendering bug would fail again.
-    autoretry_for=(DatabaseError, InterfaceError),
+    autoretry_for=INFRASTRUCTURE_ERRORS,
     retry_backoff=2,
     retry_backoff_max=60,
     max_retries=5,

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import User
+from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
 
 from .. import ml_adapter, selectors
 from ..formatting import figure
@@ -279,9 +280,9 @@ def retraining_job_run(*, job_id: int) -> str:
                 raise RuntimeError("training saved no model")
             candidate = _register_candidate(job, outcome)
             _evaluate_pair(job, candidate)
+    except INFRASTRUCTURE_ERRORS:
+        raise
     except Exception as exc:
-        if _is_infrastructure_error(exc):
-            raise
         logger.exception("Retraining job %s failed", job_id)
         job_log(job_id=job_id, text=f"\nFAILED: {type(exc).__name__}: {exc}\n")
         _finish(job_id, JobStatus.FAILED, error_message=f"{type(exc).__name__}: {exc}")
@@ -293,12 +294,6 @@ def retraining_job_run(*, job_id: int) -> str:
         peak_rss_mb=round(outcome.peak_rss_mb, 1),
     )
     return JobOutcome.DONE
-
-
-def _is_infrastructure_error(exc: Exception) -> bool:
-    from django.db import DatabaseError, InterfaceError
-
-    return isinstance(exc, DatabaseError | InterfaceError)
 
 
 def _training_rows(job: RetrainingJob, data: Path) -> list:
@@ -409,9 +404,9 @@ def model_version_evaluate(
             cache_dir=Path(settings.TRAINING_RUNS_DIR) / "cache",
         )
         fields.update(report=report, roc=roc, error_message="")
+    except INFRASTRUCTURE_ERRORS:
+        raise
     except Exception as exc:  # any unreadable model is a recorded reason
-        if _is_infrastructure_error(exc):
-            raise
         fields["error_message"] = f"{type(exc).__name__}: {exc}"[:2000]
     evaluation, _ = ModelEvaluation.objects.update_or_create(
         model_version=version, dataset=dataset, defaults=fields
