@@ -6,7 +6,6 @@ loaded lazily, once per worker process, and reloaded when the active version cha
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,11 +14,15 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
+from ml import display
 from ml import io as ml_io
+from ml.display import CONTOUR_RGBA
 from ml.inference.results import OutsideModelScope
 from ml.io import LoadLimits, LoadResult, StudyLoadError, UploadCheck, load_study
+from ml.preprocess import WINDOW_PRESETS
 
 __all__ = [
+    "CONTOUR_RGBA",
     "Analysis",
     "OutsideModelScope",
     "StudyLoadError",
@@ -174,59 +177,40 @@ def contour_level(card: Mapping | None) -> float:
         return 0.5
 
 
-#: Outline colour and its faint fill (RGBA): yellow stands out on a grey CT and is
-#: not the red of a danger badge.
-CONTOUR_RGBA = (255, 221, 0, 255)
-CONTOUR_FILL_ALPHA = 48
-
-
 def contour_png(lesion: np.ndarray, *, level: float = 0.5) -> bytes | None:
-    """An RGBA PNG of the outline of ``lesion >= level`` over a (H, W) probability
-    map: a 2-px line and a faint fill, transparent elsewhere; None when no pixel
-    reaches ``level``."""
-    import cv2
-    from PIL import Image
-
-    mask = (np.nan_to_num(np.asarray(lesion, np.float32)) >= level).astype(np.uint8)
-    if not mask.any():
-        return None
-    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
-    rgba = np.zeros((*mask.shape, 4), np.uint8)
-    rgba[mask > 0] = (*CONTOUR_RGBA[:3], CONTOUR_FILL_ALPHA)
-    cv2.drawContours(rgba, contours, -1, CONTOUR_RGBA, thickness=2)
-    buffer = io.BytesIO()
-    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-#: A map whose most opaque pixel is fainter than this (of 255) shows nothing, on
-#: screen or on paper: it is not stored, so no page calls the slice "mapped".
-MIN_VISIBLE_ALPHA = 8
+    """An RGBA PNG of :func:`ml.display.contour_rgba`: the outline of ``lesion >=
+    level`` over a (H, W) probability map; None when no pixel reaches ``level``."""
+    rgba = display.contour_rgba(lesion, level=level)
+    return None if rgba is None else _png(rgba)
 
 
 def heatmap_png(heatmap: np.ndarray) -> bytes | None:
-    """An RGBA PNG of a (H, W) map in [0, 1]: a jet colour map whose transparency
-    follows the map, so the viewer can lay it over the slice at any opacity; None
-    when nothing of the map would be visible."""
-    import cv2
-    from PIL import Image
-
-    values = np.clip(np.nan_to_num(heatmap.astype(np.float32)), 0.0, 1.0)
-    if np.sqrt(values.max(initial=0.0)) * 255 < MIN_VISIBLE_ALPHA:
-        return None
-    colours = cv2.applyColorMap((values * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    rgba = np.dstack([colours[..., ::-1], (np.sqrt(values) * 255).astype(np.uint8)])
-    buffer = io.BytesIO()
-    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG")
-    return buffer.getvalue()
+    """An RGBA PNG of :func:`ml.display.heatmap_rgba`: a (H, W) map in [0, 1] as a
+    colour map whose transparency follows the map, so the viewer can lay it over the
+    slice at any opacity; None when nothing of the map would be visible (such a map
+    is not stored, so no page calls the slice "mapped")."""
+    rgba = display.heatmap_rgba(heatmap)
+    return None if rgba is None else _png(rgba)
 
 
+#: The viewer's window buttons: (centre, width) in whole Hounsfield units.
 VIEWER_WINDOWS = {
-    "brain": (40, 80),
-    "stroke": (40, 40),
-    "subdural": (80, 200),
-    "bone": (600, 2800),
+    name: (int(centre), int(width)) for name, (centre, width) in WINDOW_PRESETS.items()
 }
+
+
+def slice_pixels(
+    volume: np.ndarray,
+    *,
+    index: int,
+    units: str,
+    window: tuple[float, float] | None,
+) -> np.ndarray:
+    """One slice of a (D, H, W) volume as (H, W) uint8 grey: windowed (centre,
+    width) for Hounsfield units (percentiles without a window), as stored for images
+    that arrived already windowed, and scaled by percentiles otherwise."""
+    centre, width = window if window is not None else (None, None)
+    return display.window_slice(volume[index], units=units, centre=centre, width=width)
 
 
 def slice_png(
@@ -236,21 +220,17 @@ def slice_png(
     units: str,
     window: tuple[float, float] | None,
 ) -> bytes:
-    """One slice of a (D, H, W) volume as an 8-bit grey PNG: windowed (centre, width)
-    for Hounsfield units, as stored for images that arrived already windowed, and
-    scaled by percentiles otherwise."""
+    """:func:`slice_pixels` as an 8-bit grey PNG, for the viewer."""
+    return _png(slice_pixels(volume, index=index, units=units, window=window))
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    """(H, W) grey or (H, W, 4) RGBA uint8 as PNG."""
     import cv2
 
-    from ml.preprocess import apply_window, percentile_normalise
-
-    image = np.asarray(volume[index], dtype=np.float32)
-    if units == "HU" and window is not None:
-        scaled = apply_window(image, center=window[0], width=window[1])
-    elif units == "windowed8":
-        scaled = np.clip(image / 255.0, 0.0, 1.0)
-    else:
-        scaled = percentile_normalise(image)
-    ok, encoded = cv2.imencode(".png", (scaled * 255.0 + 0.5).astype(np.uint8))
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+    ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
-        raise ValueError("could not encode the slice as PNG")
+        raise ValueError(f"could not encode a {pixels.shape} image as PNG")
     return encoded.tobytes()

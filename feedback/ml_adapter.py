@@ -194,20 +194,16 @@ def export_volume(
     one row per slice."""
     import cv2
 
-    from ml.preprocess import percentile_normalise, to_uint8, window_by_name
+    from ml.display import BRAIN_WINDOW, window_slice
 
     volume = np.load(volume_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
+    centre, width = BRAIN_WINDOW
     for i, image in enumerate(volume):
-        if units == "HU":
-            unit = window_by_name(image, name="brain")
-        elif units == "windowed8":
-            unit = np.clip(image / 255.0, 0.0, 1.0)
-        else:
-            unit = percentile_normalise(image)
+        grey = window_slice(image, units=units, centre=centre, width=width)
         target = out_dir / f"{i:04d}.png"
-        cv2.imwrite(str(target), to_uint8(unit))
+        cv2.imwrite(str(target), grey)
         rows.append(
             ManifestRow(f"{prefix}/{target.name}", label, group, _sha256(target), "")
         )

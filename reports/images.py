@@ -1,5 +1,6 @@
 """Pictures for reports: key slices with the model's map over them, and the per-slice
-probability plot. Pure functions of arrays and numbers, so they are cheap to test."""
+probability plot. Pure functions of arrays and numbers, so they are cheap to test;
+windowing, colour maps and blending are ml.display's, sizing and encoding ours."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image
 
+from ml import display
+
 # Reports show slices at least this many pixels wide (small phantoms are upscaled so
 # print does not blur them into blocks) and at most this many (to keep PDFs small).
 MIN_SIDE = 256
 MAX_SIDE = 512
 OVERLAY_OPACITY = 0.55
 BANNER_FILL = (0xB3, 0x5C, 0x00)  # the reports' amber for "read with care"
-# An overlay whose most opaque pixel is fainter than this shows nothing on paper.
-MIN_VISIBLE_ALPHA = 8
 
 
 @dataclass(frozen=True)
@@ -69,31 +70,29 @@ def _report_size(shape: tuple[int, int]) -> tuple[int, int]:
 
 
 def key_slice_images(
-    grey_png: bytes, overlay_png: bytes | None, *, outline: bool = False
+    grey: np.ndarray, overlay_png: bytes | None, *, outline: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The CT slice (8-bit grey PNG) and, given the overlay's RGBA PNG, the slice
-    with the overlay over it, both RGB uint8 at report size. A heatmap is blended at
-    OVERLAY_OPACITY; a lesion outline (`outline`) is drawn as it is, at its own
-    opacity and without blurring its lines. An overlay with nothing drawn on it
-    gives None, like a slice without one, so no plain copy of the slice passes for
-    a map."""
-    grey = Image.open(io.BytesIO(grey_png)).convert("L")
-    size = _report_size((grey.height, grey.width))
-    ct = grey.resize(size, Image.Resampling.LANCZOS).convert("RGB")
+    """The CT slice ((H, W) uint8 grey, windowed) and, given the overlay's RGBA PNG
+    as the worker stored it, the slice with the overlay over it, both RGB uint8 at
+    report size. A heatmap is blended at OVERLAY_OPACITY; a lesion outline
+    (`outline`) is drawn as it is, at its own opacity and without blurring its
+    lines. An overlay with nothing visible on it gives None, like a slice without
+    one, so no plain copy of the slice passes for a map."""
+    size = _report_size(grey.shape)
+    ct = Image.fromarray(np.ascontiguousarray(grey, dtype=np.uint8))
+    ct_rgb = np.asarray(ct.resize(size, Image.Resampling.LANCZOS).convert("RGB"))
     if overlay_png is None:
-        return np.asarray(ct), None
+        return ct_rgb, None
     drawing = Image.open(io.BytesIO(overlay_png)).convert("RGBA")
-    if drawing.getextrema()[3][1] < MIN_VISIBLE_ALPHA:
-        return np.asarray(ct), None
+    if not display.is_visible(np.asarray(drawing)):
+        return ct_rgb, None
     upscaling = size[0] >= drawing.width
     resample = (
         Image.Resampling.NEAREST if outline and upscaling else Image.Resampling.BILINEAR
     )
-    rgba = np.asarray(drawing.resize(size, resample), dtype=np.float32) / 255.0
-    alpha = rgba[..., 3:] * (1.0 if outline else OVERLAY_OPACITY)
-    base = np.asarray(ct, dtype=np.float32) / 255.0
-    blended = base * (1.0 - alpha) + rgba[..., :3] * alpha
-    return np.asarray(ct), (blended * 255.0 + 0.5).astype(np.uint8)
+    rgba = np.asarray(drawing.resize(size, resample))
+    opacity = 1.0 if outline else OVERLAY_OPACITY
+    return ct_rgb, display.blend(ct_rgb, rgba, opacity=opacity)
 
 
 def with_banner(rgb: np.ndarray, text: str) -> np.ndarray:

@@ -25,7 +25,7 @@ from .models import Report
 
 logger = logging.getLogger(__name__)
 
-BRAIN_WINDOW = (40.0, 80.0)
+BRAIN_WINDOW = ml_adapter.VIEWER_WINDOWS["brain"]
 
 
 class ReportUnavailable(Exception):
@@ -173,7 +173,7 @@ def _key_slices(
     volume = np.load(path, mmap_mode="r")
     out = []
     for index in chosen:
-        grey = ml_adapter.slice_png(
+        grey = ml_adapter.slice_pixels(
             volume, index=index, units=study.units, window=BRAIN_WINDOW
         )
         heat_path = storage.heatmap_path(study.pk, heatmaps.get(index, "-"))

@@ -333,10 +333,9 @@ def test_dicom_of_a_study_outside_the_model_has_the_report_and_no_key_images(
 def test_key_image_with_an_empty_overlay_is_not_shown_as_a_map():
     from reports.images import key_slice_images
 
-    grey, clear = io.BytesIO(), io.BytesIO()
-    Image.new("L", (64, 64), 90).save(grey, format="PNG")
+    grey, clear = np.full((64, 64), 90, np.uint8), io.BytesIO()
     Image.new("RGBA", (64, 64), (255, 221, 0, 0)).save(clear, format="PNG")
-    ct, overlay = key_slice_images(grey.getvalue(), clear.getvalue(), outline=True)
+    ct, overlay = key_slice_images(grey, clear.getvalue(), outline=True)
     assert ct.shape == (256, 256, 3) and overlay is None
 
 
