@@ -323,9 +323,11 @@ def mask_orientation(mask: np.ndarray) -> tuple[float, float, float, float]:
     return cx, cy, math.degrees(theta), elongation
 
 
-def _rotation(cx: float, cy: float, angle: float, scale: float, out: float):
+def _rotation(
+    cx: float, cy: float, angle: float, scale: float, out: float
+) -> np.ndarray:
     # Rotate about (cx, cy) by ``angle`` degrees, scale, and put (cx, cy) at (out, out).
-    matrix = cv2.getRotationMatrix2D((cx, cy), angle, scale)
+    matrix = np.asarray(cv2.getRotationMatrix2D((cx, cy), angle, scale), np.float64)
     matrix[:, 2] += (out - cx, out - cy)
     return matrix
 
@@ -511,7 +513,9 @@ def _extent(mask: np.ndarray, cx: float, cy: float, angle: float) -> float:
     return float(max(np.abs(u).max(), np.abs(v).max())) + 1.0
 
 
-def _warp(values: np.ndarray, matrix: np.ndarray, size: int, nearest: bool = False):
+def _warp(
+    values: np.ndarray, matrix: np.ndarray, size: int, nearest: bool = False
+) -> np.ndarray:
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     return cv2.warpAffine(
         np.ascontiguousarray(values, np.float32),
@@ -602,7 +606,10 @@ def _empty_slice(
 
 
 def select_brain_slices(
-    fractions: Sequence[float], areas: Sequence[float], *, config: BrainConfig
+    fractions: Sequence[float] | np.ndarray,
+    areas: Sequence[float] | np.ndarray,
+    *,
+    config: BrainConfig,
 ) -> np.ndarray:
     """(D,) bool: slices with enough brain for their head and for the study.
 

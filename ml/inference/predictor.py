@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -113,14 +114,16 @@ class Predictor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         path = Path(path)
-        options = {"backend": backend, "batch_size": batch_size, "threads": threads}
+        load = functools.partial(
+            cls._load_folder, backend=backend, batch_size=batch_size, threads=threads
+        )
         if path.is_dir():
-            return cls._load_folder(path, **options)
+            return load(path)
         if not path.is_file():
             raise ModelFileError(f"model path {path} does not exist")
         with tempfile.TemporaryDirectory(prefix="ml-model-") as work:
             folder = model_archive_unpack(path, work)
-            return cls._load_folder(folder, **options)
+            return load(folder)
 
     @classmethod
     def _load_folder(
@@ -398,8 +401,8 @@ def _choose_runner(
     if backend != "tensorflow":
         session, names, status = _onnx_if_it_matches(folder, card, model, threads)
         if session is not None:
-            runner = OnnxRunner(session, output_names=names, batch_size=batch_size)
-            return runner, status
+            onnx = OnnxRunner(session, output_names=names, batch_size=batch_size)
+            return onnx, status
         if backend == "onnxruntime":
             raise ModelFileError(f"cannot serve through onnxruntime: {status.reason}")
     runner = KerasRunner(

@@ -3,6 +3,7 @@ temperature calibration and the study-level aggregation of slice probabilities."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,7 +176,9 @@ def study_type_probabilities(
     return np.asarray(class_probs)[deciding[best]].mean(axis=0)
 
 
-def study_stroke_type(type_p: np.ndarray, classes: list[str] | tuple[str, ...]) -> str:
+def study_stroke_type(
+    type_p: Sequence[float] | np.ndarray, classes: Sequence[str]
+) -> str:
     """The stroke class (every class after "normal") with the larger probability."""
     return classes[1 + int(np.argmax(np.asarray(type_p)[1:]))]
 

@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from ml.io.limits import ByteBudget, LoadLimits, MiB, format_bytes
 from ml.io.text import clean_name
@@ -125,7 +126,9 @@ def _listed_entries(path: Path) -> int:
     return max(count, directory_bytes // _MIN_ENTRY_BYTES)
 
 
-def _zip_problem(infos, *, limits: LoadLimits, budget: ByteBudget, room: int) -> str:
+def _zip_problem(
+    infos: list[zipfile.ZipInfo], *, limits: LoadLimits, budget: ByteBudget, room: int
+) -> str:
     if not infos:
         return "empty zip file (no files inside)"
     if len(infos) > room:
@@ -189,7 +192,7 @@ def _copy_member(
     return ""
 
 
-def _copy_bounded(src, dst, *, limit: int) -> None:
+def _copy_bounded(src: IO[bytes], dst: IO[bytes], *, limit: int) -> None:
     written = 0
     while chunk := src.read(_CHUNK):
         written += len(chunk)

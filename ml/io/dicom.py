@@ -131,7 +131,9 @@ def _spacing_warnings(positions: list[float | None]) -> list[str]:
     ]
 
 
-def _readable_frames(sources, *, limits) -> tuple[list[Frame], list[Rejected]]:
+def _readable_frames(
+    sources: list[Source], *, limits: LoadLimits
+) -> tuple[list[Frame], list[Rejected]]:
     frames, rejected = [], []
     for source in sources:
         try:
@@ -289,7 +291,9 @@ def _decode_into(
     return decoded, failed
 
 
-def _decode_file(volume: np.ndarray, *, frames: list[Frame], indices: list[int]):
+def _decode_file(
+    volume: np.ndarray, *, frames: list[Frame], indices: list[int]
+) -> None:
     ds = frames[indices[0]].ds
     stored = pixel_array(ds).reshape(-1, *frames[indices[0]].shape)
     for i in indices:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -159,11 +160,11 @@ def frames_of(ds: Dataset, *, source: Source) -> list[Frame]:
     ]
 
 
-def _position(ds: Dataset, index: int):
+def _position(ds: Dataset, index: int) -> Any:
     return frame_attr(ds, index, "PlanePosition", "ImagePositionPatient")
 
 
-def _orientation(ds: Dataset, index: int):
+def _orientation(ds: Dataset, index: int) -> Any:
     return frame_attr(ds, index, "PlaneOrientation", "ImageOrientationPatient")
 
 
@@ -172,7 +173,7 @@ def frame_count(ds: Dataset) -> int:
     return max(1, _int_or_none(ds.get("NumberOfFrames")) or 1)
 
 
-def frame_attr(ds: Dataset, index: int, group: str, keyword: str):
+def frame_attr(ds: Dataset, index: int, group: str, keyword: str) -> Any:
     """An attribute of frame ``index`` from the enhanced functional groups
     (``group`` + "Sequence", per-frame before shared), else from the data set."""
     item = functional_group(ds, index=index, sequence=f"{group}Sequence")
@@ -193,7 +194,7 @@ def functional_group(ds: Dataset, *, index: int, sequence: str) -> Dataset | Non
     return None
 
 
-def _items(value) -> list[Dataset]:
+def _items(value: object) -> list[Dataset]:
     """Items of a sequence value; nothing when damage left something else."""
     return list(value) if isinstance(value, Sequence) else []
 
@@ -330,7 +331,7 @@ def _usable_orientation(orientation: np.ndarray | None) -> np.ndarray | None:
     return orientation
 
 
-def _vector(value, size: int) -> np.ndarray | None:
+def _vector(value: Any, size: int) -> np.ndarray | None:
     try:
         vector = np.array([float(v) for v in value], dtype=np.float64)
     except (TypeError, ValueError):
@@ -338,7 +339,7 @@ def _vector(value, size: int) -> np.ndarray | None:
     return vector if vector.shape == (size,) and np.all(np.isfinite(vector)) else None
 
 
-def _int_or_none(value) -> int | None:
+def _int_or_none(value: Any) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -36,11 +37,13 @@ def study_metadata(
     ds = frames[0].ds
     modality = _text(ds, "Modality")
     spacing, uneven = _spacing(positions)
+    # Any: mypy checks each ** value against every field, not the field it names.
+    text: dict[str, Any] = {f: _text(ds, k) for f, k in _TEXT_FIELDS.items()}
     return StudyMetadata(
         source_kind="dicom",
         units="HU" if modality == "CT" else "intensity",
         modality=modality,
-        **{field: _text(ds, keyword) for field, keyword in _TEXT_FIELDS.items()},
+        **text,
         study_date=_date(ds.get("StudyDate")),
         study_time=_time(ds.get("StudyTime")),
         series_number=_integer(ds.get("SeriesNumber")),
@@ -85,7 +88,7 @@ def _spacing(positions: list[float | None]) -> tuple[float | None, bool]:
     return spacing_stats(positions=np.array(positions, dtype=np.float64))
 
 
-def _measure(ds: Dataset, keyword: str):
+def _measure(ds: Dataset, keyword: str) -> Any:
     return frame_attr(ds, 0, "PixelMeasures", keyword)
 
 
@@ -93,20 +96,20 @@ def _text(ds: Dataset, keyword: str) -> str | None:
     return clean_text(ds.get(keyword)) or None
 
 
-def _integer(value) -> int | None:
+def _integer(value: Any) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError, OverflowError):
         return None
 
 
-def _first(value) -> float | None:
+def _first(value: Any) -> float | None:
     if value is not None and not isinstance(value, str | bytes | float | int):
         value = next(iter(value), None)
     return finite_or_none(value)
 
 
-def _pair(value) -> tuple[float, float] | None:
+def _pair(value: Any) -> tuple[float, float] | None:
     try:
         row, column = (finite_or_none(v) for v in value)
     except (TypeError, ValueError):
@@ -114,7 +117,7 @@ def _pair(value) -> tuple[float, float] | None:
     return None if row is None or column is None else (row, column)
 
 
-def _date(value) -> datetime.date | None:
+def _date(value: Any) -> datetime.date | None:
     try:
         parsed = DA(value) if value else None
     except ValueError:
@@ -122,7 +125,7 @@ def _date(value) -> datetime.date | None:
     return datetime.date(parsed.year, parsed.month, parsed.day) if parsed else None
 
 
-def _time(value) -> datetime.time | None:
+def _time(value: Any) -> datetime.time | None:
     try:
         parsed = TM(value) if value else None
     except ValueError:

@@ -114,7 +114,11 @@ def _stored_pixels(chosen: Candidate) -> int:
 
 
 def _without_failed(
-    chosen: Candidate, rejected: list[Rejected], failed: list[Rejected], *, limits
+    chosen: Candidate,
+    rejected: list[Rejected],
+    failed: list[Rejected],
+    *,
+    limits: LoadLimits,
 ) -> tuple[Candidate, list[Rejected]]:
     """The candidate planned again without the files whose spot check failed, until
     a spot check passes; StudyLoadError when none does after a few rounds."""
@@ -157,10 +161,11 @@ def _load(chosen: Candidate, rejected: list[Rejected]) -> LoadResult:
 
 def _reduced(chosen: Candidate) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """(stored, read) (H, W) of the slices when the reader reduces them."""
-    stored, read = chosen.stored_size, tuple(chosen.shape[1:])
-    if stored is None or tuple(stored) == read:
+    if chosen.stored_size is None:
         return None
-    return tuple(stored), read
+    height, width = chosen.stored_size
+    stored, read = (height, width), (chosen.shape[1], chosen.shape[2])
+    return None if stored == read else (stored, read)
 
 
 def _reduction_warnings(chosen: Candidate) -> list[str]:
@@ -198,7 +203,13 @@ def _as_check(result: LoadResult, *, kind: str) -> UploadCheck:
     )
 
 
-def _choose(paths, *, limits, workdir, names) -> tuple[Candidate, list[Rejected]]:
+def _choose(
+    paths: PathLike | Iterable[PathLike],
+    *,
+    limits: LoadLimits,
+    workdir: str,
+    names: Mapping[str, str] | None,
+) -> tuple[Candidate, list[Rejected]]:
     """The candidate with most slices, and everything set aside so far."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -72,8 +74,9 @@ def plan_nifti(sources: list[Source], *, limits: LoadLimits) -> Candidate:
     headers.sort(key=lambda h: -h.canonical_shape[0])
     chosen = headers[0]
     rejected += [Rejected(h.source.name, _ANOTHER_VOLUME) for h in headers[1:]]
-    depth, *stored = chosen.canonical_shape
-    size = reduced_size(tuple(stored), max_side=limits.max_side)
+    depth, height, width = chosen.canonical_shape
+    stored = (height, width)
+    size = reduced_size(stored, max_side=limits.max_side)
     return Candidate(
         kind="nifti",
         label=_LABEL,
@@ -83,7 +86,7 @@ def plan_nifti(sources: list[Source], *, limits: LoadLimits) -> Candidate:
         expected=_expected(chosen),
         rejected=rejected,
         warnings=_warnings(chosen),
-        stored_size=tuple(stored),
+        stored_size=stored,
     )
 
 
@@ -163,7 +166,7 @@ def _check_complete(found: _Header) -> None:
         )
 
 
-def _image_class(f) -> type[nib.Nifti1Image]:
+def _image_class(f: io.BufferedIOBase) -> type[nib.Nifti1Image]:
     head = f.read(4)
     f.seek(0)
     sizes = struct.unpack("<i", head)[0], struct.unpack(">i", head)[0]
@@ -171,7 +174,9 @@ def _image_class(f) -> type[nib.Nifti1Image]:
 
 
 @contextlib.contextmanager
-def _open(path, *, gzipped: bool):
+def _open(
+    path: str | os.PathLike[str], *, gzipped: bool
+) -> Iterator[io.BufferedIOBase]:
     with open(path, "rb") as raw:
         if not gzipped:
             yield raw
@@ -240,7 +245,7 @@ def _metadata(found: _Header, affine: np.ndarray, *, units: str) -> StudyMetadat
     )
 
 
-def _pair(row, column) -> tuple[float, float] | None:
+def _pair(row: object, column: object) -> tuple[float, float] | None:
     row, column = finite_or_none(row), finite_or_none(column)
     return None if row is None or column is None else (row, column)
 

@@ -7,6 +7,7 @@ import os
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,7 +89,7 @@ _truncation_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _refusing_truncated_images():
+def _refusing_truncated_images() -> Iterator[None]:
     """Pillow's LOAD_TRUNCATED_IMAGES is process-wide, and some libraries turn it on
     at import (WeasyPrint does); a cut-off scan must still be refused, not silently
     completed with grey."""
@@ -156,7 +157,9 @@ def _oriented_size(im: Image.Image, orientation: int) -> tuple[int, int]:
     return height, width
 
 
-def _probe_all(sources, *, limits) -> tuple[list[_Probe], list[Rejected]]:
+def _probe_all(
+    sources: list[Source], *, limits: LoadLimits
+) -> tuple[list[_Probe], list[Rejected]]:
     probes, rejected = [], []
     for source in sources:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import SupportsFloat, cast
 
 # C0 controls, DEL and C1 controls: PostgreSQL refuses NUL in text, and the others
 # garble terminals, logs and PDFs. No header field needs a tab or a newline.
@@ -21,7 +22,10 @@ def finite_or_none(value: object) -> float | None:
     """``float(value)`` when it is a finite number, else None (absent, blank, NaN,
     infinite or not a number)."""
     try:
-        number = float(value) if value not in (None, "") else None
+        # Anything float() refuses raises, which answers None.
+        number = (
+            float(cast("SupportsFloat", value)) if value not in (None, "") else None
+        )
     except (TypeError, ValueError, OverflowError):
         return None
     return number if number is not None and math.isfinite(number) else None

@@ -8,6 +8,7 @@ It trains in seconds once the features are computed (about 15 ms a slice).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -158,11 +159,12 @@ def fit_lesion_model(
     :func:`fit_weights`)."""
     from ml.evaluation.metrics import threshold_for_sensitivity
 
-    weights = {
-        "brain": brain,
-        "regularisation": regularisation,
-        "positive_share": positive_share,
-    }
+    fit = functools.partial(
+        fit_weights,
+        brain=brain,
+        regularisation=regularisation,
+        positive_share=positive_share,
+    )
     studies = [s for s in studies if s.is_brain.any()]
     labels = {s.label for s in studies}
     if labels != {0, 1}:
@@ -173,7 +175,7 @@ def fit_lesion_model(
     for held in _folds(studies, k, seed):
         chosen = set(held)
         train = [s for i, s in enumerate(studies) if i not in chosen]
-        model = fit_weights(train, **weights)
+        model = fit(train)
         for i in held:
             s = studies[i]
             z = model.logits(s.features)
@@ -189,7 +191,7 @@ def fit_lesion_model(
     threshold = threshold_for_sensitivity(
         y_true=study_y, prob=study_p, target=target_sensitivity
     )
-    final = fit_weights(studies, **weights)
+    final = fit(studies)
     return FittedLesionModel(final, temperature, threshold, aggregation, top_k)
 
 

@@ -212,7 +212,7 @@ def cached_seg_slices(
                 labels=data["labels"],
                 mask_pixels=data["mask_pixels"],
                 matrices=data["matrices"],
-                slice_shape=tuple(int(v) for v in data["slice_shape"]),
+                slice_shape=(int(data["slice_shape"][0]), int(data["slice_shape"][1])),
                 original_masks={
                     int(r): np.unpackbits(p)[: int(np.prod(data["slice_shape"]))]
                     .reshape(tuple(data["slice_shape"]))

@@ -57,7 +57,9 @@ def _blob_score(probability: np.ndarray) -> float:
     return float(1.0 - np.exp(-mass / BLOB_SCALE))
 
 
-def lesion_pixels(probability: np.ndarray, *, level: float = CONTOUR_LEVEL):
+def lesion_pixels(
+    probability: np.ndarray, *, level: float = CONTOUR_LEVEL
+) -> np.ndarray:
     """(H, W) bool: the pixels of a slice's probability map at or above ``level``."""
     return np.asarray(probability) >= level
 
@@ -109,7 +111,9 @@ def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if total == 0 else float(2 * (p & t).sum() / total)
 
 
-def pointing_hit(probability: np.ndarray, truth: np.ndarray, *, tolerance: int = 5):
+def pointing_hit(
+    probability: np.ndarray, truth: np.ndarray, *, tolerance: int = 5
+) -> bool:
     """Whether the map's peak lies inside the true mask grown by ``tolerance`` px."""
     grown = cv2.dilate(
         np.asarray(truth, np.uint8), np.ones((2 * tolerance + 1,) * 2, np.uint8)

@@ -22,7 +22,9 @@ LESION_KINDS = ("intraparenchymal", "subdural", "epidural", "intraventricular")
 BLOOD_DELTA = (0.15, 0.42)
 
 
-def _smooth_noise(shape: tuple[int, int], rng: np.random.Generator, sigma: float):
+def _smooth_noise(
+    shape: tuple[int, int], rng: np.random.Generator, sigma: float
+) -> np.ndarray:
     field = cv2.GaussianBlur(rng.normal(0, 1, shape).astype(np.float32), (0, 0), sigma)
     return field / (field.std() + 1e-6)
 
@@ -136,16 +138,23 @@ def augment(
     size = x.shape[0]
     angle = rng.normal(0, 12) if rng.random() < 0.9 else rng.uniform(-180, 180)
     scale = rng.uniform(0.88, 1.12)
-    matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
-    matrix[:, 2] += rng.normal(0, 0.03 * size, 2)
-    warp = {"dsize": (size, size), "borderMode": cv2.BORDER_CONSTANT}
-    relative = cv2.warpAffine(x[..., 0], matrix, flags=cv2.INTER_LINEAR, **warp)
-    outside = cv2.warpAffine(
-        np.ones((size, size), np.float32), matrix, flags=cv2.INTER_NEAREST, **warp
+    matrix = np.asarray(
+        cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale), np.float64
     )
+    matrix[:, 2] += rng.normal(0, 0.03 * size, 2)
+
+    def warp(image: np.ndarray, flags: int) -> np.ndarray:
+        return np.asarray(
+            cv2.warpAffine(
+                image, matrix, (size, size), flags=flags, borderMode=cv2.BORDER_CONSTANT
+            )
+        )
+
+    relative = warp(x[..., 0], cv2.INTER_LINEAR)
+    outside = warp(np.ones((size, size), np.float32), cv2.INTER_NEAREST)
     relative = np.where(outside > 0, relative, x[..., 0].min())  # air stays air
-    brain = cv2.warpAffine(x[..., 1], matrix, flags=cv2.INTER_NEAREST, **warp)
-    tgt = cv2.warpAffine(target, matrix, flags=cv2.INTER_LINEAR, **warp)
+    brain = warp(x[..., 1], cv2.INTER_NEAREST)
+    tgt = warp(target, cv2.INTER_LINEAR)
     if rng.random() < 0.5:
         relative, brain, tgt = relative[:, ::-1], brain[:, ::-1], tgt[:, ::-1]
     if rng.random() < 0.25:

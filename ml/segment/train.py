@@ -176,7 +176,9 @@ def cross_validate(
     return maps
 
 
-def original_maps(data: SegSlices, maps: np.ndarray, rows: Sequence[int]):
+def original_maps(
+    data: SegSlices, maps: np.ndarray, rows: Sequence[int] | np.ndarray
+) -> dict[int, np.ndarray]:
     """{row: (H, W) map on the slice as loaded} of aligned maps (serving's warp)."""
     height, width = data.slice_shape
     out = {}
@@ -213,7 +215,9 @@ def slice_probability(raw: np.ndarray, temperature: float) -> np.ndarray:
     return sigmoid(_logit(raw), temperature=temperature).astype(np.float32)
 
 
-def study_table(data: SegSlices, slice_p: np.ndarray, cfg: SegTrainConfig):
+def study_table(
+    data: SegSlices, slice_p: np.ndarray, cfg: SegTrainConfig
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(names, study probabilities, study labels), each study's probability from
     its brain slices by the card's rule."""
     from ml.lesion.model import study_probability

@@ -232,7 +232,9 @@ def _ct_ich_patients(count: int) -> list[tuple[int, list[dict[str, str]]]]:
 
 
 def _read_gray(path: Path) -> np.ndarray:
-    return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    assert image is not None, f"{path} is not an image"
+    return np.asarray(image)
 
 
 ct_ich_only = pytest.mark.skipif(

@@ -59,7 +59,9 @@ def save_model_folder(
         else ["normal", "ischemic", "hemorrhagic"],
         "modality": "CT",
         "input_shape": shape,
-        "preprocessing": PreprocessConfig(size=int(shape[-2])).to_dict(),
+        "preprocessing": PreprocessConfig(
+            size=int(model.inputs[0].shape[-2])
+        ).to_dict(),
         "study_level": len(shape) == 4,
         **card,
     }

@@ -20,24 +20,26 @@ FORBIDDEN = {
 }
 
 
-def _is_dynamic_import(node: ast.AST) -> bool:
+def _dynamic_import(node: ast.AST) -> str | None:
+    """The module that import_module("x") or __import__("x") names, else None."""
     if not isinstance(node, ast.Call) or not node.args:
-        return False
+        return None
     name = getattr(node.func, "attr", getattr(node.func, "id", ""))
-    return name in {"import_module", "__import__"} and isinstance(
-        node.args[0], ast.Constant
-    )
+    first = node.args[0]
+    if name in {"import_module", "__import__"} and isinstance(first, ast.Constant):
+        return str(first.value)
+    return None
 
 
 def imported_roots(source: str) -> set[str]:
-    roots = set()
+    roots: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             roots.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             roots.add(node.module.split(".")[0])
-        elif _is_dynamic_import(node):
-            roots.add(str(node.args[0].value).split(".")[0])
+        elif (module := _dynamic_import(node)) is not None:
+            roots.add(module.split(".")[0])
     return roots
 
 

@@ -52,21 +52,24 @@ def _inner_split(
 def _pooled_report(outcomes: Sequence[FitOutcome], cfg: TrainConfig) -> dict:
     """Out-of-fold predictions of all folds, each centred on its fold's thresholds,
     judged at 0.5 with bootstrap CIs over studies."""
-    y, p, groups, study = [], [], [], {}
+    y: list[int] = []
+    p: list[float] = []
+    groups: list[str] = []
+    study: dict[str, float] = {}
     for outcome in outcomes:
         held = outcome.held_out or {}
         y += held["y"]
         p += held["slice"]
         groups += held["groups"]
         study.update(held["study"])
-    if cfg.split_mode == "random_slice":
-        study = None  # studies straddle folds: aggregate their pooled slices
+    # random_slice: studies straddle folds, so aggregate their pooled slices.
+    study_prob = None if cfg.split_mode == "random_slice" else study
     return evaluate_predictions(
         y_true=np.array(y),
         prob=np.array(p),
         groups=groups,
         threshold=0.5,
-        study_prob=study,
+        study_prob=study_prob,
         aggregation=cfg.aggregation,
         top_k=cfg.top_k,
         n_boot=cfg.n_boot,
