@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 
-from . import services
+from . import queue
 from .models import Study, StudyStatus, WorklistBucket
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def _study_resend(*, candidates, study_id: int, now: datetime) -> bool:
             obj=study,
             detail={"status": study.status, "seconds_without_worker": waited},
         )
-        transaction.on_commit(lambda: services.study_enqueue(study_id=study_id))
+        transaction.on_commit(lambda: queue.study_enqueue(study_id=study_id))
     logger.warning(
         "Sweep: study %s was %s with no worker for %s s; sent again",
         study_id,

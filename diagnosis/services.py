@@ -43,6 +43,7 @@ from .models import (
     WorklistBucket,
     worklist_bucket,
 )
+from .queue import study_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -388,24 +389,6 @@ def _study_rows(
         for i, info in enumerate(result.slices)
     )
     return study
-
-
-def study_enqueue(*, study_id: int) -> None:
-    """Send the study to the inference queue. With the broker down the study is
-    stored and stays queued: the sweeper (diagnosis.recovery) sends it once the
-    broker answers, so the upload still succeeds instead of answering 500."""
-    from kombu.exceptions import OperationalError as BrokerError
-
-    from .tasks import study_process_task
-
-    try:
-        study_process_task.delay(study_id)
-    except BrokerError:
-        logger.warning(
-            "Broker unreachable: study %s stays queued until the sweeper sends it",
-            study_id,
-            exc_info=True,
-        )
 
 
 # --- Processing (worker) ------------------------------------------------------------

@@ -16,6 +16,7 @@ from diagnosis.models import AIResult, Review, Study
 
 from . import dicom, pdf, selectors
 from .models import Report
+from .queue import report_enqueue
 from .selectors import ReportUnavailable
 
 __all__ = [
@@ -28,28 +29,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def report_enqueue(*, study_id: int) -> None:
-    """Render the study's report in a worker once the current transaction commits (at
-    once outside a transaction). Call it when a study becomes ready and when its
-    review changes; calling it more often costs one cheap task, which does nothing
-    when the report for the study's current state exists already."""
-    from .tasks import report_render_task
-
-    def send() -> None:
-        from kombu.exceptions import OperationalError as BrokerError
-
-        try:
-            # Light work: the default queue, never behind studies in inference.
-            report_render_task.apply_async(args=[study_id], queue="default")
-        except BrokerError:
-            # The review is saved; the report is rendered when it is downloaded.
-            logger.warning(
-                "Broker unreachable: report of study %s not queued", study_id
-            )
-
-    transaction.on_commit(send)
 
 
 def report_render_current(*, study_id: int) -> Report | None:

@@ -19,7 +19,7 @@ from accounts.audit import audit_record
 from accounts.models import User
 from diagnosis import storage as study_storage
 
-from .. import ml_adapter
+from .. import ml_adapter, queue
 from ..models import CaseStatus, DatasetStatus, FeedbackCase, TrainingDataset
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def dataset_register(
             "test_fraction": test_fraction,
         },
     )
-    transaction.on_commit(lambda: dataset_index_enqueue(dataset_id=dataset.pk))
+    transaction.on_commit(lambda: queue.dataset_index_enqueue(dataset_id=dataset.pk))
     return dataset
 
 
@@ -160,12 +160,6 @@ def _archive_limits() -> dict[str, int]:
         "max_files": settings.DATASET_MAX_FILES,
         "max_bytes": settings.DATASET_UNPACKED_MAX_BYTES,
     }
-
-
-def dataset_index_enqueue(*, dataset_id: int) -> None:
-    from ..tasks import dataset_index_task
-
-    dataset_index_task.delay(dataset_id)
 
 
 def dataset_index(*, dataset_id: int) -> str:

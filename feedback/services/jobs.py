@@ -24,7 +24,7 @@ from accounts.audit import audit_record
 from accounts.models import User
 from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
 
-from .. import ml_adapter, selectors
+from .. import ml_adapter, queue, selectors
 from ..formatting import figure
 from ..models import (
     CaseStatus,
@@ -116,7 +116,7 @@ def retraining_job_start(
             "feedback_cases": job.feedback_cases.count(),
         },
     )
-    transaction.on_commit(lambda: retraining_job_enqueue(job_id=job.pk))
+    transaction.on_commit(lambda: queue.retraining_job_enqueue(job_id=job.pk))
     return job
 
 
@@ -137,12 +137,6 @@ def _check_task(task: str, dataset: TrainingDataset) -> None:
                 "and no other labels."
             }
         )
-
-
-def retraining_job_enqueue(*, job_id: int) -> None:
-    from ..tasks import retrain_task
-
-    retrain_task.delay(job_id)
 
 
 STALE_AFTER = timedelta(minutes=15)

@@ -19,7 +19,7 @@ from accounts.audit import audit_record
 from accounts.models import User
 from ml.modelfile import file_sha256, model_card_load, model_files_verify
 
-from .. import ml_adapter, selectors
+from .. import ml_adapter, queue, selectors
 from ..conf import promotion_min_locked_studies, promotion_min_specificity
 from ..models import ModelSource, ModelStatus, ModelVersion, RetrainingJob
 
@@ -222,14 +222,8 @@ def model_version_upload(
         )
         if version.path != str(folder.resolve()):
             shutil.rmtree(folder, ignore_errors=True)  # known already: keep one copy
-        transaction.on_commit(lambda: model_check_enqueue(version_id=version.pk))
+        transaction.on_commit(lambda: queue.model_check_enqueue(version_id=version.pk))
     return version
-
-
-def model_check_enqueue(*, version_id: int) -> None:
-    from ..tasks import model_check_task
-
-    model_check_task.delay(version_id)
 
 
 def model_version_check(*, version_id: int) -> str:
