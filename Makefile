@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-sqlite lint format setup demo-model install install-dev migrate ci clean-venv
+.PHONY: run test test-sqlite lint format setup demo-model install install-dev clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,7 @@ test-sqlite: install-dev
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy ml
 	DJANGO_SECRET_KEY=lint-only DATA_DIR=$$(mktemp -d) \
 		$(BIN)/python manage.py makemigrations --check --dry-run
 
