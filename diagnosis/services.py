@@ -27,11 +27,9 @@ from django.utils import timezone
 from accounts.audit import audit_record
 from accounts.models import User
 from feedback import selectors as model_selectors
-from feedback import services as feedback_services
-from reports import services as report_services
 from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
 
-from . import findings, ml_adapter, storage
+from . import findings, ml_adapter, signals, storage
 from .models import (
     AIResult,
     Label,
@@ -708,7 +706,7 @@ def _results_store(*, study, model, token, analysis, loaded) -> str:
             timings=analysis.timings,
         )
         _slices_update(study, analysis, derived["heatmaps"])
-        report_services.report_enqueue(study_id=study.pk)
+        _announce_ready(study.pk)
     derived["volume"].replace(storage.volume_path(study.pk))
     return ProcessOutcome.DONE
 
@@ -751,10 +749,16 @@ def _outside_scope_store(*, study, model, token, loaded, reason: str) -> str:
             return ProcessOutcome.SKIPPED
         AIResult.objects.filter(study=study, is_current=True).update(is_current=False)
         study.slices.update(probability=None, heatmap_name="")
-        report_services.report_enqueue(study_id=study.pk)
+        _announce_ready(study.pk)
     if derived is not None:
         derived["volume"].replace(storage.volume_path(study.pk))
     return ProcessOutcome.DONE
+
+
+def _announce_ready(study_id: int) -> None:
+    transaction.on_commit(
+        lambda: signals.study_ready.send(sender=Study, study_id=study_id)
+    )
 
 
 def _slices_update(study: Study, analysis, heatmaps: dict[int, str]) -> None:
@@ -841,8 +845,7 @@ def review_submit(
         stroke_type=stroke_type,
         impression=impression,
     )
-    feedback_services.feedback_case_from_review(review=review)
-    report_services.report_enqueue(study_id=study.pk)
+    signals.review_saved.send(sender=Review, review=review)
     audit_record(
         action="study.review",
         request=request,
