@@ -1,0 +1,81 @@
+"""Record a radiologist's reading of a study."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.audit import audit_record
+from accounts.models import User
+
+from .. import signals
+from ..models import AIResult, Label, Review, Study, StudyStatus, worklist_bucket
+from .common import stroke_type_for
+
+
+@transaction.atomic
+def review_submit(
+    *,
+    study: Study,
+    reviewer: User,
+    final_label: str,
+    stroke_type: str = "",
+    impression: str = "",
+    request: HttpRequest | None = None,
+) -> Review:
+    """Record a radiologist's reading; an earlier one stays as history. Whether it
+    agrees with the AI is derived from the current AI result, not trusted from
+    input. Sends `review_saved` in this transaction (feedback opens a case on a
+    disagreement; reports render the new state once committed)."""
+    _check_reviewable(study, final_label)
+    stroke_type = stroke_type_for(label=final_label, stroke_type=stroke_type)
+    result = study.current_result
+    agrees = _agrees(result, final_label=final_label, stroke_type=stroke_type)
+    _earlier_readings_supersede(study)
+    review = Review.objects.create(
+        study=study,
+        ai_result=result,
+        reviewer=reviewer,
+        agrees_with_ai=agrees,
+        final_label=final_label,
+        stroke_type=stroke_type,
+        impression=impression,
+    )
+    signals.review_saved.send(sender=Review, review=review)
+    audit_record(
+        action="study.review",
+        request=request,
+        actor=reviewer,
+        obj=study,
+        detail={"final_label": final_label, "agrees_with_ai": agrees},
+    )
+    return review
+
+
+def _check_reviewable(study: Study, final_label: str) -> None:
+    if study.status != StudyStatus.READY:
+        raise ValidationError("The study has no AI result yet; review it once ready.")
+    if final_label not in Label.values:
+        raise ValidationError({"final_label": "Choose stroke or no stroke."})
+
+
+def _earlier_readings_supersede(study: Study) -> None:
+    """The study's earlier reading stays as history, no longer current."""
+    Review.objects.select_for_update().filter(study=study, is_current=True).update(
+        is_current=False
+    )
+    Study.objects.filter(pk=study.pk).update(
+        reviewed=True,
+        bucket=worklist_bucket(status=study.status, reviewed=True),
+        updated_at=timezone.now(),
+    )
+
+
+def _agrees(result: AIResult | None, *, final_label: str, stroke_type: str) -> bool:
+    """The reading agrees when its label is the AI's and, for a stroke, neither
+    names a type the other contradicts."""
+    if result is None or result.label != final_label:
+        return False
+    return not (stroke_type and result.stroke_type) or stroke_type == result.stroke_type
