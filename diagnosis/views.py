@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.audit import audit_record
 from accounts.models import Role
 from accounts.permissions import admin_required, any_role_required, role_required
-from feedback import selectors as feedback_selectors
+from feedback.selectors import case_list_for_study
 
 from . import ml_adapter, selectors, services, storage
 from .forms import ReviewForm, StudyFilterForm, UploadForm
@@ -219,9 +219,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "reviews": selectors.study_reviews(study=study),
             "reading": reading,
             "analysis_time": selectors.analysis_time_words(study=study),
-            "feedback_cases": feedback_selectors.case_list_for_study(
-                user=request.user, study=study
-            ),
+            "feedback_cases": case_list_for_study(user=request.user, study=study),
             "results": selectors.study_results(study=study),
             "explanation": selectors.ai_explanation(result=result),
             "words": selectors.result_words(study=study, result=result),

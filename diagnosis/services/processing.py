@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import User
-from feedback import selectors as model_selectors
+from feedback.selectors import model_version_for_study
 from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
 
 from .. import findings, ml_adapter, signals, storage
@@ -58,7 +58,7 @@ def study_process(*, study_id: int) -> str:
     if not study_claim(study_id=study_id, token=token):
         return _why_not_claimed(study_id)
     study = Study.objects.get(pk=study_id)
-    model = model_selectors.model_version_for_study(modality=study.modality)
+    model = model_version_for_study(modality=study.modality)
     if model is None:
         claim_fail(
             study_id,
