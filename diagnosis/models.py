@@ -47,6 +47,14 @@ def worklist_bucket(*, status: str, reviewed: bool) -> int:
     return WorklistBucket.IN_PROGRESS
 
 
+def reading_agrees(result, *, final_label: str, stroke_type: str) -> bool:
+    """A reading agrees with an AI result (an AIResult, or None) when its label is
+    the AI's and, for a stroke, neither names a type the other contradicts."""
+    if result is None or result.label != final_label:
+        return False
+    return not (stroke_type and result.stroke_type) or stroke_type == result.stroke_type
+
+
 class Study(BaseModel):
     """One imaging study uploaded by a clinician, and where it is in the pipeline."""
 

@@ -22,7 +22,15 @@ from accounts.selectors import NotVisible
 from stroke_portal.dates import day_start
 
 from . import findings, ml_adapter
-from .models import AIResult, Review, Slice, Study, StudyStatus, WorklistBucket
+from .models import (
+    AIResult,
+    Review,
+    Slice,
+    Study,
+    StudyStatus,
+    WorklistBucket,
+    reading_agrees,
+)
 
 
 def _visible(user: User) -> QuerySet[Study]:
@@ -303,9 +311,9 @@ def reading_state(
 ) -> ReadingState | None:
     if review is None:
         return None
-    agrees = result is not None and review.final_label == result.label
-    if agrees and result.label == "stroke" and result.stroke_type:
-        agrees = review.stroke_type in ("", result.stroke_type)
+    agrees = reading_agrees(
+        result, final_label=review.final_label, stroke_type=review.stroke_type
+    )
     return ReadingState(
         mine=review.reviewer_id == user.pk,
         on_current_result=result is not None and review.ai_result_id == result.pk,

@@ -11,7 +11,14 @@ from accounts.audit import audit_record
 from accounts.models import User
 
 from .. import signals
-from ..models import AIResult, Label, Review, Study, StudyStatus, worklist_bucket
+from ..models import (
+    Label,
+    Review,
+    Study,
+    StudyStatus,
+    reading_agrees,
+    worklist_bucket,
+)
 from .common import stroke_type_for
 
 
@@ -32,7 +39,7 @@ def review_submit(
     _check_reviewable(study, final_label)
     stroke_type = stroke_type_for(label=final_label, stroke_type=stroke_type)
     result = study.current_result
-    agrees = _agrees(result, final_label=final_label, stroke_type=stroke_type)
+    agrees = reading_agrees(result, final_label=final_label, stroke_type=stroke_type)
     _earlier_readings_supersede(study)
     review = Review.objects.create(
         study=study,
@@ -71,11 +78,3 @@ def _earlier_readings_supersede(study: Study) -> None:
         bucket=worklist_bucket(status=study.status, reviewed=True),
         updated_at=timezone.now(),
     )
-
-
-def _agrees(result: AIResult | None, *, final_label: str, stroke_type: str) -> bool:
-    """The reading agrees when its label is the AI's and, for a stroke, neither
-    names a type the other contradicts."""
-    if result is None or result.label != final_label:
-        return False
-    return not (stroke_type and result.stroke_type) or stroke_type == result.stroke_type
