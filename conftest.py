@@ -1,7 +1,12 @@
 """Shared fixtures: the personas every test module uses."""
 
+import os
+from pathlib import Path
+
 import pytest
 from django.conf import settings
+
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def pytest_report_header(config):
@@ -105,3 +110,27 @@ def outsider(db):
 @pytest.fixture
 def as_outsider(outsider):
     return _client_for(outsider)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (never a browser Playwright downloads),
+    one per test module. Modules that use it skip when CHROMIUM is missing."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # Playwright runs an event loop in this thread; the live server's database calls
+    # happen in its own thread, and the test's own ORM calls are synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        chromium.close()

@@ -4,7 +4,6 @@ Drives Debian's Chromium through Playwright (never a downloaded browser). Screen
 land in test-artifacts/ for a person to look at.
 """
 
-import os
 import re
 from io import StringIO
 from pathlib import Path
@@ -38,28 +37,6 @@ EXPECTED_NAV = {
         {"Worklist", "Users", "Audit trail"},
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    # Playwright runs an event loop in this thread; the live server's database calls
-    # happen in its own thread, and the test's own ORM calls are synchronous.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

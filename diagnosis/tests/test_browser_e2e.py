@@ -6,7 +6,6 @@ on the test broker) processes the study; the model is stubbed at the ml adapter.
 Screenshots land in test-artifacts/ for a person to look at.
 """
 
-import os
 import re
 from io import StringIO
 from pathlib import Path
@@ -30,26 +29,6 @@ pytestmark = [
         reason="Debian's chromium is not installed (apt install chromium)",
     ),
 ]
-
-
-@pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

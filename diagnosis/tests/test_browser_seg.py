@@ -9,7 +9,6 @@ PDF's key slices page.
 """
 
 import io
-import os
 import re
 import shutil
 import subprocess
@@ -50,26 +49,6 @@ pytestmark = [
         reason=f"the shipped model is not in this checkout ({SHIPPED}/model.json)",
     ),
 ]
-
-
-@pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
