@@ -226,6 +226,8 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "start_slice": selectors.viewer_start_slice(slices=slices, result=result),
             "review_form": ReviewForm(initial=initial),
             "can_review": request.user.role in (Role.RADIOLOGIST, Role.ADMIN),
+            "can_reprocess": request.user.role == Role.ADMIN
+            and study.status in (StudyStatus.READY, StudyStatus.FAILED),
             "windows": ml_adapter.VIEWER_WINDOWS,
         },
     )

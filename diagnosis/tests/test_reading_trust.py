@@ -189,3 +189,13 @@ def test_the_badge_shows_the_probability_the_page_shows(
     assert "· 47% · borderline" in row_of(as_radiologist, study)
     api = as_radiologist.get(reverse("api:study-list")).json()["results"][0]
     assert api["ai_probability"] == pytest.approx(0.47)
+
+
+def test_only_an_admin_is_offered_to_reprocess_a_finished_study(
+    ready, as_admin, as_radiologist
+):
+    button = "Reprocess with the active model"
+    assert button in page_of(as_admin, ready)
+    assert button not in page_of(as_radiologist, ready)
+    Study.objects.filter(pk=ready.pk).update(status="processing")
+    assert button not in page_of(as_admin, ready)
