@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q, Value
-from django.db.models.functions import Concat
+from django.db.models.functions import Concat, Right
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -196,22 +196,40 @@ def retraining_schedule_check() -> RetrainingJob | None:
 
 # --- running (training worker) --------------------------------------------------
 class _JobLog(io.TextIOBase):
-    """stdout of training, appended to the job row line by line."""
+    """stdout of training, appended to the job row in whole lines, at most about
+    once a second (a training run prints thousands of lines: one UPDATE each was
+    most of the job's database traffic); `flush` writes what is left."""
+
+    FLUSH_SECONDS = 1.0
 
     def __init__(self, job_id: int) -> None:
         self.job_id, self.buffer = job_id, ""
+        self.flushed_at = time.monotonic()
 
     def write(self, text: str) -> int:
         self.buffer += text
-        if "\n" in self.buffer:
+        due = time.monotonic() - self.flushed_at >= self.FLUSH_SECONDS
+        if "\n" in self.buffer and (due or len(self.buffer) > 64_000):
             lines, self.buffer = self.buffer.rsplit("\n", 1)
-            job_log(job_id=self.job_id, text=lines + "\n")
+            self._append(lines + "\n")
         return len(text)
+
+    def flush(self) -> None:
+        if self.buffer:
+            text, self.buffer = self.buffer, ""
+            self._append(text if text.endswith("\n") else text + "\n")
+
+    def _append(self, text: str) -> None:
+        job_log(job_id=self.job_id, text=text)
+        self.flushed_at = time.monotonic()
 
 
 def job_log(*, job_id: int, text: str) -> None:
+    """Append to the job's log, keeping its last LOG_LIMIT characters (the end of a
+    run, where it failed or finished, is what an admin reads)."""
     RetrainingJob.objects.filter(pk=job_id).update(
-        log=Concat(F("log"), Value(text)), heartbeat_at=timezone.now()
+        log=Right(Concat(F("log"), Value(text)), LOG_LIMIT),
+        heartbeat_at=timezone.now(),
     )
 
 
@@ -265,7 +283,8 @@ def retraining_job_run(*, job_id: int) -> str:
     job = RetrainingJob.objects.select_related("dataset").get(pk=job_id)
     started = time.perf_counter()
     try:
-        with contextlib.redirect_stdout(_JobLog(job_id)):
+        stdout = _JobLog(job_id)
+        with contextlib.redirect_stdout(stdout), contextlib.closing(stdout):
             outcome = _train(job)
             if outcome.cancelled:
                 _finish(job_id, JobStatus.CANCELLED)
