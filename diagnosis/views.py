@@ -331,11 +331,3 @@ def study_reprocess(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.error(request, "Only a ready or failed study can be reprocessed.")
     return redirect("diagnosis:study-detail", pk=study.pk)
-
-
-STATUS_BADGES = {
-    StudyStatus.QUEUED: "secondary",
-    StudyStatus.PROCESSING: "info",
-    StudyStatus.READY: "success",
-    StudyStatus.FAILED: "danger",
-}
