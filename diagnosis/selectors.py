@@ -6,7 +6,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from pathlib import Path
 
+import numpy as np
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import (
@@ -15,13 +17,14 @@ from django.db.models import (
     QuerySet,
     Subquery,
 )
+from django.http import Http404
 from django.utils.functional import cached_property
 
 from accounts.models import Role, User
 from accounts.selectors import NotVisible
 from stroke_portal.dates import day_start
 
-from . import findings, ml_adapter
+from . import findings, ml_adapter, storage
 from .models import (
     AIResult,
     Review,
@@ -330,3 +333,23 @@ def analysis_time_words(*, study: Study) -> str:
     rerun = study.results.count() > 1
     since = "it was queued again" if rerun else "upload"
     return f"{seconds:.1f} s after {since}"
+
+
+def slice_png(*, study: Study, index: int, window: tuple[float, float] | None) -> bytes:
+    """Slice `index` of the study's stored volume as the viewer shows it (an 8-bit
+    grey PNG in `window`); Http404 when the study has no such slice (any more)."""
+    path = storage.volume_path(study.pk)
+    if not path.exists() or not 0 <= index < study.slice_count:
+        raise Http404("No such slice.")
+    volume = np.load(path, mmap_mode="r")
+    return ml_adapter.slice_png(volume, index=index, units=study.units, window=window)
+
+
+def overlay_path(*, study: Study, index: int) -> Path:
+    """The stored overlay (heatmap or lesion outline) PNG of slice `index`; Http404
+    when the slice has none."""
+    item = study.slices.filter(index=index).exclude(heatmap_name="").first()
+    path = storage.heatmap_path(study.pk, item.heatmap_name) if item else None
+    if path is None or not path.exists():
+        raise Http404("No heatmap for this slice.")
+    return path

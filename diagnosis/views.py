@@ -1,7 +1,6 @@
 """Pages for studies: upload, worklist, study page with viewer and review. Every view
 that shows patient data writes an audit entry."""
 
-import numpy as np
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Max
@@ -15,7 +14,7 @@ from accounts.models import Role
 from accounts.permissions import admin_required, any_role_required, role_required
 from feedback.selectors import case_list_for_study
 
-from . import ml_adapter, selectors, services, storage
+from . import ml_adapter, selectors, services
 from .forms import ReviewForm, StudyFilterForm, UploadForm
 from .models import Sex, StudyStatus
 from .templatetags.studies import ai_badge, reading_badge, status_badge, waiting
@@ -265,13 +264,7 @@ def _window_from(request: HttpRequest) -> tuple[float, float] | None:
 @require_GET
 def slice_image(request: HttpRequest, pk: int, index: int) -> HttpResponse:
     study = selectors.study_get_for_user(user=request.user, pk=pk)
-    path = storage.volume_path(study.pk)
-    if not path.exists() or not 0 <= index < study.slice_count:
-        raise Http404("No such slice.")
-    volume = np.load(path, mmap_mode="r")
-    png = ml_adapter.slice_png(
-        volume, index=index, units=study.units, window=_window_from(request)
-    )
+    png = selectors.slice_png(study=study, index=index, window=_window_from(request))
     audit_record(
         action="study.image_view", request=request, obj=study, detail={"slice": index}
     )
@@ -284,12 +277,7 @@ def slice_image(request: HttpRequest, pk: int, index: int) -> HttpResponse:
 @require_GET
 def heatmap_image(request: HttpRequest, pk: int, index: int) -> HttpResponse:
     study = selectors.study_get_for_user(user=request.user, pk=pk)
-    item = study.slices.filter(index=index).exclude(heatmap_name="").first()
-    if item is None:
-        raise Http404("No heatmap for this slice.")
-    path = storage.heatmap_path(study.pk, item.heatmap_name)
-    if not path.exists():
-        raise Http404("No heatmap for this slice.")
+    path = selectors.overlay_path(study=study, index=index)
     audit_record(
         action="study.heatmap_view", request=request, obj=study, detail={"slice": index}
     )
