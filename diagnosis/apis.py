@@ -13,7 +13,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.audit import audit_record
+from accounts.audit import AuditContext, audit_record
 from accounts.models import Role
 from accounts.permissions import HasRole
 
@@ -200,7 +200,7 @@ class StudyListCreateApi(APIView):
                 user=request.user,
                 files=serializer.validated_data["files"],
                 clinical=clinical,
-                request=request,
+                audit=AuditContext.of(request),
             )
         except services.UploadError as error:
             return Response(
@@ -257,7 +257,7 @@ class StudyReviewApi(APIView):
             review = services.review_submit(
                 study=study,
                 reviewer=request.user,
-                request=request,
+                audit=AuditContext.of(request),
                 **serializer.validated_data,
             )
         except DjangoValidationError as error:

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.audit import audit_record
+from accounts.audit import AuditContext, audit_record
 from accounts.models import Role
 from accounts.permissions import admin_required, any_role_required, role_required
 from feedback.selectors import case_list_for_study
@@ -65,7 +65,7 @@ def study_upload(request: HttpRequest) -> HttpResponse:
             user=request.user,
             files=form.cleaned_data["files"],
             clinical=form.clinical(),
-            request=request,
+            audit=AuditContext.of(request),
         )
     except services.UploadError as error:
         if _wants_json(request):
@@ -301,7 +301,10 @@ def study_review(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("diagnosis:study-detail", pk=study.pk)
     try:
         services.review_submit(
-            study=study, reviewer=request.user, request=request, **form.cleaned_data
+            study=study,
+            reviewer=request.user,
+            audit=AuditContext.of(request),
+            **form.cleaned_data,
         )
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
@@ -314,7 +317,9 @@ def study_review(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def study_reprocess(request: HttpRequest, pk: int) -> HttpResponse:
     study = selectors.study_get_for_user(user=request.user, pk=pk)
-    if services.study_reprocess(study=study, by=request.user, request=request):
+    if services.study_reprocess(
+        study=study, by=request.user, audit=AuditContext.of(request)
+    ):
         messages.success(request, "The study is queued for analysis again.")
     else:
         messages.error(request, "Only a ready or failed study can be reprocessed.")

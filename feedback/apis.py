@@ -8,6 +8,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.audit import AuditContext
 from accounts.models import Role
 from accounts.permissions import HasRole
 
@@ -110,7 +111,7 @@ class RetrainingJobListCreateApi(APIView):
         data.is_valid(raise_exception=True)
         try:
             job = services.retraining_job_start(
-                by=request.user, request=request, **data.validated_data
+                by=request.user, audit=AuditContext.of(request), **data.validated_data
             )
         except DjangoValidationError as error:
             raise _drf_error(error) from error
@@ -173,7 +174,10 @@ class ModelVersionPromoteApi(APIView):
         version = selectors.model_version_get(pk=pk)
         try:
             services.model_version_promote(
-                version=version, by=request.user, request=request, **data.validated_data
+                version=version,
+                by=request.user,
+                audit=AuditContext.of(request),
+                **data.validated_data,
             )
         except DjangoValidationError as error:
             raise _drf_error(error) from error

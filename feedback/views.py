@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.audit import AuditContext
 from accounts.models import Role
 from accounts.permissions import admin_required, role_required
 from diagnosis import selectors as study_selectors
@@ -59,7 +60,9 @@ def case_list(request: HttpRequest) -> HttpResponse:
 def case_confirm(request: HttpRequest, pk: int) -> HttpResponse:
     case = selectors.case_get_for_user(user=request.user, pk=pk)
     try:
-        services.feedback_case_confirm(case=case, by=request.user, request=request)
+        services.feedback_case_confirm(
+            case=case, by=request.user, audit=AuditContext.of(request)
+        )
     except ValidationError as error:
         _errors(request, error)
     else:
@@ -80,7 +83,7 @@ def case_reject(request: HttpRequest, pk: int) -> HttpResponse:
             case=case,
             by=request.user,
             reason=form.cleaned_data["reason"],
-            request=request,
+            audit=AuditContext.of(request),
         )
     except ValidationError as error:
         _errors(request, error)
@@ -105,7 +108,7 @@ def case_flag(request: HttpRequest) -> HttpResponse:
             study=study,
             by=request.user,
             note=form.cleaned_data["note"],
-            request=request,
+            audit=AuditContext.of(request),
         )
     except (ValidationError, PermissionDenied) as error:
         messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
@@ -121,7 +124,7 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             dataset = services.dataset_register(
-                by=request.user, request=request, **form.cleaned_data
+                by=request.user, audit=AuditContext.of(request), **form.cleaned_data
             )
         except ValidationError as error:
             if hasattr(error, "error_dict"):
@@ -153,7 +156,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             job = services.retraining_job_start(
-                by=request.user, request=request, **form.cleaned_data
+                by=request.user, audit=AuditContext.of(request), **form.cleaned_data
             )
         except ValidationError as error:
             form.add_error(None, error)
@@ -217,7 +220,9 @@ def job_status(request: HttpRequest, pk: int) -> JsonResponse:
 @require_POST
 def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     job = selectors.job_get(pk=pk)
-    if services.retraining_job_cancel(job=job, by=request.user, request=request):
+    if services.retraining_job_cancel(
+        job=job, by=request.user, audit=AuditContext.of(request)
+    ):
         messages.success(request, f"{job} will stop after its current epoch.")
     else:
         messages.error(request, "Only a queued or running job can be cancelled.")
@@ -231,7 +236,9 @@ def model_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             version = services.model_version_upload(
-                archive=form.cleaned_data["archive"], by=request.user, request=request
+                archive=form.cleaned_data["archive"],
+                by=request.user,
+                audit=AuditContext.of(request),
             )
         except ValidationError as error:
             form.add_error("archive", error.messages)
@@ -307,7 +314,7 @@ def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
             version=version,
             by=request.user,
             override_reason=form.cleaned_data.get("override_reason", ""),
-            request=request,
+            audit=AuditContext.of(request),
         )
     except ValidationError as error:
         _errors(request, error)
@@ -327,7 +334,7 @@ def model_rollback(request: HttpRequest, pk: int) -> HttpResponse:
             task=current.task,
             modality=current.modality,
             by=request.user,
-            request=request,
+            audit=AuditContext.of(request),
         )
     except ValidationError as error:
         _errors(request, error)

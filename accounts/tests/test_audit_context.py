@@ -1,9 +1,6 @@
 """Services take an AuditContext, not an HTTP request: a view hands over who and from
 where, a worker or a command hands over nothing, and the entry says so either way."""
 
-import ast
-import inspect
-
 from accounts import services
 from accounts.audit import AuditContext
 from accounts.models import AuditEntry
@@ -31,18 +28,3 @@ def test_work_no_request_started_is_recorded_without_an_address(admin, clinician
     entry = AuditEntry.objects.get(action="user.unlock")
     assert (entry.actor, entry.ip_address, entry.path) == (None, None, "")
     assert entry.object_id == str(clinician.pk)
-
-
-def test_account_services_know_nothing_of_http():
-    tree = ast.parse(inspect.getsource(services))
-    imported = {
-        node.module
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module
-    } | {
-        alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    }
-    assert not {m for m in imported if m.startswith("django.http")}

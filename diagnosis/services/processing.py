@@ -11,10 +11,9 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, Value, When
-from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.audit import audit_record
+from accounts.audit import AuditContext, audit_record
 from accounts.models import User
 from feedback.selectors import model_version_for_study
 from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
@@ -336,7 +335,7 @@ def _slices_update(study: Study, analysis, heatmaps: dict[int, str]) -> None:
 
 @transaction.atomic
 def study_reprocess(
-    *, study: Study, by: User, request: HttpRequest | None = None
+    *, study: Study, by: User, audit: AuditContext | None = None
 ) -> bool:
     """Queue a ready or failed study again (e.g. after a new model is activated)."""
     updated = Study.objects.filter(
@@ -354,6 +353,6 @@ def study_reprocess(
         resent_at=None,
     )
     if updated:
-        audit_record(action="study.reprocess", request=request, actor=by, obj=study)
+        audit_record(action="study.reprocess", context=audit, actor=by, obj=study)
         transaction.on_commit(lambda: study_enqueue(study_id=study.pk))
     return bool(updated)

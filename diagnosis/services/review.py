@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.audit import audit_record
+from accounts.audit import AuditContext, audit_record
 from accounts.models import User
 
 from .. import signals
@@ -30,7 +29,7 @@ def review_submit(
     final_label: str,
     stroke_type: str = "",
     impression: str = "",
-    request: HttpRequest | None = None,
+    audit: AuditContext | None = None,
 ) -> Review:
     """Record a radiologist's reading; an earlier one stays as history. Whether it
     agrees with the AI is derived from the current AI result, not trusted from
@@ -53,7 +52,7 @@ def review_submit(
     signals.review_saved.send(sender=Review, review=review)
     audit_record(
         action="study.review",
-        request=request,
+        context=audit,
         actor=reviewer,
         obj=study,
         detail={"final_label": final_label, "agrees_with_ai": agrees},

@@ -13,10 +13,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.audit import audit_record
+from accounts.audit import AuditContext, audit_record
 from accounts.models import User
 
 from .. import ml_adapter, storage
@@ -189,7 +188,7 @@ def study_create(
     user: User,
     files: Sequence[UploadedFile],
     clinical: dict | None = None,
-    request: HttpRequest | None = None,
+    audit: AuditContext | None = None,
 ) -> StudyCreateOutcome:
     """Validate an upload by content and create a queued study, or refuse it with
     a clear message; a refused upload leaves no row and no file behind. The same
@@ -211,7 +210,7 @@ def study_create(
             spooled=spooled,
             content_hash=content_hash,
             clinical=clinical or {},
-            request=request,
+            audit=audit,
         )
 
 
@@ -243,7 +242,7 @@ def _check_modality(metadata, *, names: Sequence[str]) -> None:
 
 
 def _study_save(
-    *, user, result, spooled, content_hash, clinical, request
+    *, user, result, spooled, content_hash, clinical, audit
 ) -> StudyCreateOutcome:
     """Store the files and create the rows in one transaction, holding a lock per
     file content: the same files sent twice at once (a double click, the form and
@@ -269,7 +268,7 @@ def _study_save(
             )
             audit_record(
                 action="study.upload",
-                request=request,
+                context=audit,
                 actor=user,
                 obj=study,
                 detail={"files": len(spooled), "slices": study.slice_count},

@@ -7,10 +7,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.audit import audit_record
+from accounts.audit import AuditContext, audit_record
 from accounts.models import Role, User
 from diagnosis.models import Review, Study, StudyStatus
 
@@ -35,7 +34,7 @@ def _case_create(
     kind: str,
     reporter: User,
     note: str = "",
-    request: HttpRequest | None = None,
+    audit: AuditContext | None = None,
 ) -> FeedbackCase:
     result = review.ai_result
     case = FeedbackCase.objects.create(
@@ -59,7 +58,7 @@ def _case_create(
         case.save(update_fields=["status", "decided_by", "decided_at", "updated_at"])
     audit_record(
         action="feedback.create",
-        request=request,
+        context=audit,
         actor=reporter,
         obj=case,
         detail={"study": review.study_id, "kind": kind, "status": case.status},
@@ -86,7 +85,7 @@ def feedback_case_from_review(*, review: Review) -> FeedbackCase | None:
 
 @transaction.atomic
 def feedback_case_flag_hard(
-    *, study: Study, by: User, note: str = "", request: HttpRequest | None = None
+    *, study: Study, by: User, note: str = "", audit: AuditContext | None = None
 ) -> FeedbackCase:
     """A study the AI got right but a radiologist found hard: worth training on.
     Needs the study's current reading (the label it teaches)."""
@@ -100,13 +99,11 @@ def feedback_case_flag_hard(
     ).exists():
         raise ValidationError("This study already has an open feedback case.")
     kind = CaseKind.HARD if review.agrees_with_ai else CaseKind.MISCLASSIFIED
-    return _case_create(
-        review=review, kind=kind, reporter=by, note=note, request=request
-    )
+    return _case_create(review=review, kind=kind, reporter=by, note=note, audit=audit)
 
 
 def _decide(
-    *, case: FeedbackCase, by: User, status: str, reason: str, request
+    *, case: FeedbackCase, by: User, status: str, reason: str, audit
 ) -> FeedbackCase:
     updated = FeedbackCase.objects.filter(pk=case.pk, status=CaseStatus.PENDING).update(
         status=status,
@@ -120,7 +117,7 @@ def _decide(
     case.refresh_from_db()
     audit_record(
         action=f"feedback.{'confirm' if status == CaseStatus.CONFIRMED else 'reject'}",
-        request=request,
+        context=audit,
         actor=by,
         obj=case,
         detail={"study": case.study_id, "reason": reason} if reason else {},
@@ -130,7 +127,7 @@ def _decide(
 
 @transaction.atomic
 def feedback_case_confirm(
-    *, case: FeedbackCase, by: User, request: HttpRequest | None = None
+    *, case: FeedbackCase, by: User, audit: AuditContext | None = None
 ) -> FeedbackCase:
     """A second radiologist or an admin confirms; the reporter cannot confirm their
     own case unless FEEDBACK_SINGLE_CONFIRMATION is on."""
@@ -141,13 +138,13 @@ def feedback_case_confirm(
             "A second reader must confirm this case: you reported it."
         )
     return _decide(
-        case=case, by=by, status=CaseStatus.CONFIRMED, reason="", request=request
+        case=case, by=by, status=CaseStatus.CONFIRMED, reason="", audit=audit
     )
 
 
 @transaction.atomic
 def feedback_case_reject(
-    *, case: FeedbackCase, by: User, reason: str, request: HttpRequest | None = None
+    *, case: FeedbackCase, by: User, reason: str, audit: AuditContext | None = None
 ) -> FeedbackCase:
     """Anyone who may confirm may reject (the reporter too: a withdrawal), with a
     written reason."""
@@ -157,5 +154,5 @@ def feedback_case_reject(
     if not reason:
         raise ValidationError({"reason": "Say why the case is rejected."})
     return _decide(
-        case=case, by=by, status=CaseStatus.REJECTED, reason=reason, request=request
+        case=case, by=by, status=CaseStatus.REJECTED, reason=reason, audit=audit
     )

@@ -12,10 +12,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.audit import audit_record
+from accounts.audit import AuditContext, audit_record
 from accounts.models import User
 from diagnosis import storage as study_storage
 
@@ -63,7 +62,7 @@ def dataset_register(
     group_regex: str = "",
     test_fraction: float = 0.2,
     seed: int = 0,
-    request: HttpRequest | None = None,
+    audit: AuditContext | None = None,
 ) -> TrainingDataset:
     """Record a data set from a server folder or an uploaded zip, and queue its
     indexing (which unpacks the zip first); the locked test split is chosen by
@@ -90,7 +89,7 @@ def dataset_register(
         _archive_store(dataset, archive)
     audit_record(
         action="dataset.register",
-        request=request,
+        context=audit,
         actor=by,
         obj=dataset,
         detail={

@@ -17,10 +17,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat, Right
-from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.audit import audit_record
+from accounts.audit import AuditContext, audit_record
 from accounts.models import User
 from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
 
@@ -69,7 +68,7 @@ def retraining_job_start(
     image_size: int = 128,
     include_feedback: bool = True,
     trigger: str = JobTrigger.MANUAL,
-    request: HttpRequest | None = None,
+    audit: AuditContext | None = None,
 ) -> RetrainingJob:
     """Queue a job. One at a time: the training worker runs one, and a second job
     waiting behind it would train on data that the first may already make stale."""
@@ -103,7 +102,7 @@ def retraining_job_start(
         job.feedback_cases.set(FeedbackCase.objects.filter(status=CaseStatus.CONFIRMED))
     audit_record(
         action="retraining.start",
-        request=request,
+        context=audit,
         actor=by,
         actor_username="schedule",
         obj=job,
@@ -143,7 +142,7 @@ STALE_AFTER = timedelta(minutes=15)
 
 
 def retraining_job_cancel(
-    *, job: RetrainingJob, by: User, request: HttpRequest | None = None
+    *, job: RetrainingJob, by: User, audit: AuditContext | None = None
 ) -> bool:
     """A queued job is cancelled at once; a running one stops after its epoch. A
     running job whose worker has been silent for STALE_AFTER died with it: it is
@@ -157,7 +156,7 @@ def retraining_job_cancel(
         cancel_requested=True
     )
     if queued or running:
-        audit_record(action="retraining.cancel", request=request, actor=by, obj=job)
+        audit_record(action="retraining.cancel", context=audit, actor=by, obj=job)
     return bool(queued or running)
 
 

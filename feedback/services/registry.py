@@ -12,10 +12,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.audit import audit_record
+from accounts.audit import AuditContext, audit_record
 from accounts.models import User
 from ml.modelfile import file_sha256, model_card_load, model_files_verify
 
@@ -28,7 +27,7 @@ def model_version_register(
     *,
     path: str | Path,
     created_by: User | None = None,
-    request: HttpRequest | None = None,
+    audit: AuditContext | None = None,
     source: str = ModelSource.COMMAND,
     training_job: RetrainingJob | None = None,
 ) -> ModelVersion:
@@ -62,7 +61,7 @@ def model_version_register(
     )
     audit_record(
         action="model.register",
-        request=request,
+        context=audit,
         actor=created_by,
         actor_username="system",
         obj=version,
@@ -76,7 +75,7 @@ def model_version_activate(
     *,
     version: ModelVersion,
     by: User | None = None,
-    request: HttpRequest | None = None,
+    audit: AuditContext | None = None,
     reason: str = "",
     remember_previous: bool = True,
 ) -> ModelVersion:
@@ -102,7 +101,7 @@ def model_version_activate(
     version.save(update_fields=fields)
     audit_record(
         action="model.activate",
-        request=request,
+        context=audit,
         actor=by,
         actor_username="system",
         obj=version,
@@ -117,7 +116,7 @@ def model_version_promote(
     version: ModelVersion,
     by: User,
     override_reason: str = "",
-    request: HttpRequest | None = None,
+    audit: AuditContext | None = None,
 ) -> ModelVersion:
     """Activate a candidate that passes the gate (selectors.promotion_gate: the
     specificity floor, a large enough locked split, and not worse than the active
@@ -142,12 +141,12 @@ def model_version_promote(
     model_version_activate(
         version=version,
         by=by,
-        request=request,
+        audit=audit,
         reason=override_reason if overridden else "passed the promotion gate",
     )
     audit_record(
         action="model.promote",
-        request=request,
+        context=audit,
         actor=by,
         obj=version,
         detail={
@@ -172,7 +171,7 @@ def model_version_rollback(
     task: str,
     modality: str,
     by: User,
-    request: HttpRequest | None = None,
+    audit: AuditContext | None = None,
 ) -> ModelVersion:
     """Make the version that was active before the current one active again. It
     keeps its own predecessor, so rolling back twice walks further back."""
@@ -183,13 +182,13 @@ def model_version_rollback(
     model_version_activate(
         version=target,
         by=by,
-        request=request,
+        audit=audit,
         reason=f"rollback from {current}",
         remember_previous=False,
     )
     audit_record(
         action="model.rollback",
-        request=request,
+        context=audit,
         actor=by,
         obj=target,
         detail={"from": current.pk, "to": target.pk},
@@ -201,7 +200,7 @@ def model_version_upload(
     *,
     archive: UploadedFile,
     by: User,
-    request: HttpRequest | None = None,
+    audit: AuditContext | None = None,
 ) -> ModelVersion:
     """Store an uploaded model archive (a zip of the model folder) after checking
     its card and files, register it as a candidate, and queue the load check on the
@@ -218,7 +217,7 @@ def model_version_upload(
             raise ValidationError({"archive": str(exc)}) from exc
     with transaction.atomic():
         version = model_version_register(
-            path=folder, created_by=by, request=request, source=ModelSource.UPLOAD
+            path=folder, created_by=by, audit=audit, source=ModelSource.UPLOAD
         )
         if version.path != str(folder.resolve()):
             shutil.rmtree(folder, ignore_errors=True)  # known already: keep one copy
