@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_worklist import django_env, ensure_database  # noqa: E402
+from bench.portal import tree_memory_mb  # noqa: E402
 
 
 def make_series(folder: Path, *, count: int, slices: int, size: int) -> list[Path]:
@@ -72,25 +73,6 @@ def manage(env, *args) -> str:
         capture_output=True,
         text=True,
     ).stdout
-
-
-def tree_memory_mb(pid: int) -> dict[int, tuple[float, float]]:
-    """{pid: (resident MB now, peak resident MB)} of a process and its descendants
-    (Linux /proc): the Celery worker's main process and its pool child."""
-    out, todo = {}, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        rss = float(fields.get("VmRSS", "0 kB").split()[0]) / 1024
-        hwm = float(fields.get("VmHWM", "0 kB").split()[0]) / 1024
-        out[current] = (rss, hwm)
-        todo.extend(int(c) for c in children.split())
-    return out
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
