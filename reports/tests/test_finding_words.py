@@ -348,3 +348,17 @@ def test_key_slices_of_a_segmenting_model_are_its_most_probable_outlined_slices(
     )
     # slice 1 (0.68) is outlined too, but the report shows the 0.91 and 0.90 ones
     assert chosen == [5, 3, 4]
+
+
+def test_pdf_of_a_declined_study_read_by_a_radiologist_corrects_no_ai_finding(
+    declined_study, radiologist, as_clinician
+):
+    """A reading of a study the model did not read confirms or corrects nothing."""
+    from diagnosis import services as study_services
+
+    study_services.review_submit(
+        study=declined_study, reviewer=radiologist, final_label="normal"
+    )
+    text = words_of(download(as_clinician, declined_study))
+    assert "AI finding none (the model did not read this study)" in text
+    assert "corrected" not in text
