@@ -49,12 +49,10 @@ def _load_active_model(**kwargs) -> None:
         return
     from django.db import close_old_connections
 
-    from feedback.selectors import model_version_for_study
-
-    from . import ml_adapter
+    from . import extensions, ml_adapter
 
     try:
-        model = model_version_for_study(modality="CT")
+        model = extensions.model_version_for_study(modality="CT")
         if model is not None:
             ml_adapter.warm_up(model_path=model.path, model_sha256=model.sha256)
     except Exception:  # a broken model is reported when a study needs it

@@ -12,9 +12,8 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.audit import AuditContext, audit_record
 from accounts.models import Role
 from accounts.permissions import admin_required, any_role_required, role_required
-from feedback.selectors import case_list_for_study
 
-from . import ml_adapter, selectors, services
+from . import extensions, ml_adapter, selectors, services
 from .forms import ReviewForm, StudyFilterForm, UploadForm
 from .models import Sex, StudyStatus
 from .templatetags.studies import ai_badge, reading_badge, status_badge, waiting
@@ -218,7 +217,6 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "reviews": selectors.study_reviews(study=study),
             "reading": reading,
             "analysis_time": selectors.analysis_time_words(study=study),
-            "feedback_cases": case_list_for_study(user=request.user, study=study),
             "results": selectors.study_results(study=study),
             "explanation": selectors.ai_explanation(result=result),
             "words": selectors.result_words(study=study, result=result),
@@ -228,6 +226,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "can_reprocess": request.user.role == Role.ADMIN
             and study.status in (StudyStatus.READY, StudyStatus.FAILED),
             "windows": ml_adapter.VIEWER_WINDOWS,
+            **extensions.study_page_parts(user=request.user, study=study),
         },
     )
 

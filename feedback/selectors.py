@@ -91,6 +91,11 @@ def case_list_for_study(*, user: User, study) -> QuerySet[FeedbackCase]:
     return case_list_for_user(user=user).filter(study=study).order_by("-created_at")
 
 
+def study_page_cases(*, user: User, study) -> dict:
+    """The study page's part from feedback (diagnosis.extensions)."""
+    return {"feedback_cases": case_list_for_study(user=user, study=study)}
+
+
 def case_get_for_user(*, user: User, pk: int) -> FeedbackCase:
     case = case_list_for_user(user=user).filter(pk=pk).first()
     if case is None:

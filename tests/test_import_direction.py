@@ -23,20 +23,6 @@ FORBIDDEN = {
     "ml": {"stroke_portal", *APPS},
 }
 
-#: Imports that break the direction today, each with the reason it is still here.
-#: The test fails if one of them is no longer made: remove it from this list then.
-ALLOWED = {
-    # The model registry (feedback.models.ModelVersion, which AIResult points to
-    # by the string "feedback.ModelVersion", unseen here) lives in feedback. These
-    # go when the registry moves into diagnosis.
-    ("diagnosis.services.processing", "feedback.selectors.model_version_for_study"),
-    ("diagnosis.tasks", "feedback.selectors.model_version_for_study"),
-    # The study page lists the study's feedback cases. This goes with the registry
-    # move too, when feedback adds its panel to the page rather than diagnosis
-    # asking feedback for it.
-    ("diagnosis.views", "feedback.selectors.case_list_for_study"),
-}
-
 #: The one module of each app that imports its tasks.
 TASK_SENDERS = {app: f"{app}.queue" for app in ("diagnosis", "feedback", "reports")}
 
@@ -130,19 +116,11 @@ def test_apps_import_only_in_the_direction_of_their_dependencies():
         for name in found
         if name.split(".")[0] in FORBIDDEN[module.split(".")[0]]
     }
-    unexpected = against - ALLOWED
-    assert not unexpected, (
+    assert not against, (
         "These imports run against accounts <- diagnosis <- feedback, reports "
-        "(diagnosis announces events in diagnosis.signals instead):\n"
-        + "\n".join(f"{m} imports {n}" for m, n in sorted(unexpected))
-    )
-
-
-@pytest.mark.parametrize("allowed", sorted(ALLOWED), ids=" imports ".join)
-def test_each_allowed_import_is_still_made(allowed):
-    module, name = allowed
-    assert name in IMPORTS.get(module, set()), (
-        f"{module} no longer imports {name}: remove it from ALLOWED"
+        "(diagnosis announces events in diagnosis.signals and asks the apps above "
+        "it through the hooks they register in diagnosis.extensions):\n"
+        + "\n".join(f"{m} imports {n}" for m, n in sorted(against))
     )
 
 

@@ -15,10 +15,9 @@ from django.utils import timezone
 
 from accounts.audit import AuditContext, audit_record
 from accounts.models import User
-from feedback.selectors import model_version_for_study
 from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
 
-from .. import findings, ml_adapter, signals, storage
+from .. import extensions, findings, ml_adapter, signals, storage
 from ..models import AIResult, Label, Slice, Study, StudyStatus, WorklistBucket
 from ..queue import study_enqueue
 from .claims import claim_fail, claim_heartbeat, study_claim
@@ -57,7 +56,7 @@ def study_process(*, study_id: int) -> str:
     if not study_claim(study_id=study_id, token=token):
         return _why_not_claimed(study_id)
     study = Study.objects.get(pk=study_id)
-    model = model_version_for_study(modality=study.modality)
+    model = extensions.model_version_for_study(modality=study.modality)
     if model is None:
         claim_fail(
             study_id,
