@@ -9,6 +9,19 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Administrator"
 
 
+class Site(models.Model):
+    """A hospital or department whose studies a group of clinicians may see: a study
+    that arrives over the network belongs to its sending node's site."""
+
+    name = models.CharField(max_length=120, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class User(AbstractUser):
     """A portal user. New self-registered accounts stay inactive until an admin
     approves them."""
@@ -18,6 +31,11 @@ class User(AbstractUser):
         max_length=20, choices=Role.choices, blank=True, default=""
     )
     department = models.CharField(max_length=120, blank=True, default="")
+    # Clinicians see the studies they uploaded and those that arrived from their
+    # site's scanners and PACS; radiologists and admins see every study.
+    site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.PROTECT, related_name="users"
+    )
     must_change_password = models.BooleanField(default=False)
     approved_at = models.DateTimeField(null=True, blank=True)
     approved_by = models.ForeignKey(

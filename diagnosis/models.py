@@ -55,12 +55,41 @@ def reading_agrees(result, *, final_label: str, stroke_type: str) -> bool:
     return not (stroke_type and result.stroke_type) or stroke_type == result.stroke_type
 
 
-class Study(BaseModel):
-    """One imaging study uploaded by a clinician, and where it is in the pipeline."""
+class Arrival(models.TextChoices):
+    UPLOAD = "upload", "Uploaded"
+    DICOM = "dicom", "DICOM C-STORE"
+    STOW = "stow", "DICOMweb STOW-RS"
 
+
+class Study(BaseModel):
+    """One imaging study, uploaded by a clinician or received from a scanner or
+    PACS, and where it is in the pipeline."""
+
+    # Empty for a study received over the network from a node (received_from).
     uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="studies"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="studies",
     )
+    arrival = models.CharField(
+        max_length=8, choices=Arrival.choices, default=Arrival.UPLOAD
+    )
+    # The sending node's AE title (DICOM) or the sending user (STOW), as words.
+    received_from = models.CharField(max_length=120, blank=True)
+    # Whose clinicians may see it besides the uploader: the sending node's site.
+    site = models.ForeignKey(
+        "accounts.Site",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="studies",
+    )
+    # The clocks a stroke team works against: when the scan was made (DICOM
+    # acquisition/series/study time) and when its last instance arrived.
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    last_instance_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(
         max_length=12,
         choices=StudyStatus.choices,

@@ -14,6 +14,7 @@ from django.core.paginator import Paginator
 from django.db.models import (
     Count,
     OuterRef,
+    Q,
     QuerySet,
     Subquery,
 )
@@ -42,7 +43,11 @@ def _visible(user: User) -> QuerySet[Study]:
         return studies.none()
     if user.role in (Role.RADIOLOGIST, Role.ADMIN):
         return studies
-    return studies.filter(uploaded_by=user)
+    # A clinician: what they uploaded, and what their site's scanners and PACS sent.
+    mine = Q(uploaded_by=user)
+    if user.site_id is not None:
+        mine |= Q(site_id=user.site_id)
+    return studies.filter(mine)
 
 
 def study_get_for_user(*, user: User, pk: int) -> Study:

@@ -7,8 +7,8 @@ class FeedbackConfig(AppConfig):
     def ready(self) -> None:
         from diagnosis import extensions
 
-        from . import receivers  # noqa: F401  (connects them to diagnosis' signals)
-        from . import selectors
+        # receivers: connects them to diagnosis' signals.
+        from . import receivers, selectors  # noqa: F401
 
         # The model registry lives here, beside the jobs that make its versions;
         # diagnosis asks for a study's model through its hook.

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "diagnosis",
     "feedback",
     "reports",
+    "dicomnode",
 ]
 
 MIDDLEWARE = [
@@ -451,6 +452,43 @@ PORTAL_NAME = env_text("PORTAL_NAME", "Stroke portal")
 INSTITUTION_NAME = env_text("INSTITUTION_NAME")
 # A PNG, JPG or SVG printed at the top of every PDF report; empty = none.
 INSTITUTION_LOGO = env_text("INSTITUTION_LOGO")
+
+# --- DICOM node (dicomnode/) ----------------------------------------------------
+# The listener (C-ECHO, C-STORE SCP), its own process beside web and workers:
+# `manage.py dicom_listen`. Only nodes an admin registered may associate.
+DICOM_AE_TITLE = env_text("DICOM_AE_TITLE", "STROKEPORTAL")
+# Every interface: scanners and PACS reach it over the hospital network.
+DICOM_BIND = env_text("DICOM_BIND", "0.0.0.0")  # noqa: S104
+DICOM_PORT = env.int("DICOM_PORT", default=11112)
+# A study received over DICOM is complete, and queued for analysis, when no instance
+# of it has arrived for this long.
+DICOM_QUIET_SECONDS = env.float("DICOM_QUIET_SECONDS", default=10.0)
+# Where received instances wait until their study is complete.
+DICOM_INCOMING_DIR = env_path("DICOM_INCOMING_DIR", DATA_DIR / "incoming")
+# Results sent back to destinations: attempts before a delivery is marked failed,
+# and the first wait between attempts (doubled after each).
+DICOM_SEND_ATTEMPTS = env.int("DICOM_SEND_ATTEMPTS", default=6)
+DICOM_SEND_RETRY_SECONDS = env.int("DICOM_SEND_RETRY_SECONDS", default=30)
+
+# --- Alerts to the stroke team ------------------------------------------------------
+# Comma-separated addresses e-mailed when a study becomes ready with a suspected
+# finding; empty = no e-mail.
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+# A URL that receives the alert as JSON, signed with HMAC-SHA256 of the body under
+# ALERT_WEBHOOK_SECRET; empty = no webhook.
+ALERT_WEBHOOK_URL = env_text("ALERT_WEBHOOK_URL")
+ALERT_WEBHOOK_SECRET = env_text("ALERT_WEBHOOK_SECRET")
+# The patient's name in the webhook body (it leaves the hospital's systems through
+# whatever the URL forwards to). Default: off; the body carries the study's link.
+ALERT_WEBHOOK_PATIENT_NAME = env.bool("ALERT_WEBHOOK_PATIENT_NAME", default=False)
+# The probability above which a finding alerts, per finding (diagnosis.findings);
+# a finding not named here alerts when the model calls it (its own threshold).
+ALERT_THRESHOLDS = {
+    finding: float(value)
+    for finding, value in env.dict("ALERT_THRESHOLDS", default={}).items()
+}
+# The address in alert links (the portal as the stroke team reaches it).
+PORTAL_URL = env_text("PORTAL_URL", "http://127.0.0.1:8000")
 
 # --- Logging --------------------------------------------------------------------
 LOGGING = {

@@ -13,18 +13,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("accounts", "diagnosis", "feedback", "reports")
+APPS = ("accounts", "diagnosis", "feedback", "reports", "dicomnode")
 
 #: What each package must not import.
 FORBIDDEN = {
-    "accounts": {"diagnosis", "feedback", "reports"},
-    "diagnosis": {"feedback", "reports"},
-    "reports": {"feedback"},
+    "accounts": {"diagnosis", "feedback", "reports", "dicomnode"},
+    "diagnosis": {"feedback", "reports", "dicomnode"},
+    "reports": {"feedback", "dicomnode"},
+    "feedback": {"dicomnode"},
+    # dicomnode sits on top: it sends reports' PDFs and images back to the PACS.
+    "dicomnode": set(),
     "ml": {"stroke_portal", *APPS},
 }
 
 #: The one module of each app that imports its tasks.
-TASK_SENDERS = {app: f"{app}.queue" for app in ("diagnosis", "feedback", "reports")}
+TASK_SENDERS = {
+    app: f"{app}.queue" for app in ("diagnosis", "feedback", "reports", "dicomnode")
+}
 
 
 def module_name(path: Path) -> str:

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DicomNodeConfig(AppConfig):
+    name = "dicomnode"
+    verbose_name = "DICOM node"
