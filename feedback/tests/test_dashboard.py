@@ -39,3 +39,28 @@ def test_plotly_is_served_locally(as_admin):
     from django.contrib.staticfiles import finders
 
     assert finders.find("plotly/plotly.min.js")
+
+
+def test_dashboard_reads_a_fixed_number_of_queries_however_many_models_and_jobs(
+    as_admin, admin, make_version, ready_dataset
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from feedback.models import RetrainingJob
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as seen:
+            assert as_admin.get(reverse("feedback:dashboard")).status_code == 200
+        return len(seen)
+
+    make_version(dataset=ready_dataset, auc=0.81, sens=0.7, spec=0.75)
+    RetrainingJob.objects.create(dataset=ready_dataset, started_by=admin)
+    queries()  # the session's first page reads a few things once
+    few = queries()
+    for _ in range(6):
+        make_version(dataset=ready_dataset, auc=0.8, sens=0.7, spec=0.8)
+        RetrainingJob.objects.create(dataset=ready_dataset, started_by=admin)
+    assert queries() == few
+    page = as_admin.get(reverse("feedback:dashboard")).text
+    assert "<td>0.810</td><td>0.700</td><td>0.750</td>" in page.replace("\n", "")
