@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.audit import audit_record
+from stroke_portal import infrastructure
 
 from . import queue
 from .models import Study, StudyStatus, WorklistBucket
@@ -45,18 +46,8 @@ class SweepResult:
 
 
 def broker_queue_length() -> int | None:
-    """Messages waiting in the queue studies are sent to, or None if the broker does
-    not answer. Messages a worker has taken but not acknowledged are not counted."""
-    from stroke_portal.celery import app
-
-    queue = app.amqp.router.route({}, PROCESS_TASK)["queue"].name
-    try:
-        with app.connection_for_read() as connection:
-            connection.ensure_connection(max_retries=1)
-            return connection.default_channel.queue_declare(queue=queue).message_count
-    except Exception:  # whatever the transport raises: the next sweep asks again
-        logger.warning("Sweep: the broker does not answer", exc_info=True)
-        return None
+    """Messages waiting in the queue studies are sent to (None: no answer)."""
+    return infrastructure.broker_queue_length(PROCESS_TASK)
 
 
 def studies_requeue_stalled() -> SweepResult:

@@ -353,6 +353,11 @@ class RetrainingJob(BaseModel):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Workers that claimed it; the sweeper (feedback/services/recovery.py) gives up
+    # on a job whose workers keep dying instead of sending it to the next one.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When the sweeper last sent it again (one message per lease, not per sweep).
+    resent_at = models.DateTimeField(null=True, blank=True)
     wall_seconds = models.FloatField(null=True, blank=True)
     peak_rss_mb = models.FloatField(null=True, blank=True)
 

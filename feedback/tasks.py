@@ -43,3 +43,12 @@ def model_check_task(version_id: int) -> str:
 def retraining_schedule_check() -> int | None:
     job = services.retraining_schedule_check()
     return job.pk if job else None
+
+
+@shared_task(name="feedback.tasks.job_sweep_task", ignore_result=True)
+def job_sweep_task() -> dict:
+    """Beat: send again the retraining jobs whose worker died or whose message was
+    lost (feedback/services/recovery.py). Routed to the default queue: a sweep
+    queued behind the training job it rescues would never run."""
+    sweep = services.retraining_jobs_requeue_stalled()
+    return {"resent": sweep.resent, "failed": sweep.failed}

@@ -350,6 +350,7 @@ CELERY_TASK_ROUTES = {
     "feedback.tasks.model_check_task": {"queue": "training"},
     # Not behind the studies it rescues, nor held up by a dead inference worker.
     "diagnosis.tasks.study_sweep_task": {"queue": "default"},
+    "feedback.tasks.job_sweep_task": {"queue": "default"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A pool process reports to its worker only after worker_process_init, where it loads
@@ -377,6 +378,15 @@ CELERY_BEAT_SCHEDULE["requeue-stalled-studies"] = {
     "schedule": timedelta(seconds=STUDY_SWEEP_SECONDS),
     # A sweep nobody ran in time is replaced by the next one, not queued up.
     "options": {"expires": STUDY_SWEEP_SECONDS},
+}
+# Retraining jobs whose training worker died (no heartbeat for 15 minutes) or whose
+# message was lost are sent again (feedback/services/recovery.py), up to
+# RETRAIN_MAX_ATTEMPTS workers lost; then the job fails with the reason.
+RETRAIN_MAX_ATTEMPTS = env.int("RETRAIN_MAX_ATTEMPTS", default=2)
+CELERY_BEAT_SCHEDULE["requeue-stalled-retraining-jobs"] = {
+    "task": "feedback.tasks.job_sweep_task",
+    "schedule": timedelta(seconds=env.int("RETRAIN_SWEEP_SECONDS", default=60)),
+    "options": {"expires": 60},
 }
 # Retraining when enough confirmed feedback has come in (0 hours = never).
 RETRAIN_EVERY_HOURS = env.int("RETRAIN_EVERY_HOURS", default=24 * 7)

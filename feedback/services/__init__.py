@@ -16,6 +16,7 @@ from .jobs import (
     retraining_job_start,
     retraining_schedule_check,
 )
+from .recovery import retraining_jobs_requeue_stalled
 from .registry import (
     model_version_activate,
     model_version_check,
@@ -44,5 +45,6 @@ __all__ = [
     "retraining_job_cancel",
     "retraining_job_run",
     "retraining_job_start",
+    "retraining_jobs_requeue_stalled",
     "retraining_schedule_check",
 ]

@@ -276,6 +276,7 @@ def retraining_job_run(*, job_id: int) -> str:
         status=JobStatus.RUNNING,
         started_at=timezone.now(),
         heartbeat_at=timezone.now(),
+        attempts=F("attempts") + 1,
     )
     if not claimed:
         return JobOutcome.SKIPPED
