@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('feedback', '0004_feedback_kept_out_of_training'),
+        ("feedback", "0004_feedback_kept_out_of_training"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='retrainingjob',
-            name='attempts',
+            model_name="retrainingjob",
+            name="attempts",
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='retrainingjob',
-            name='resent_at',
+            model_name="retrainingjob",
+            name="resent_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]
