@@ -32,7 +32,6 @@ import argparse
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,41 +52,9 @@ from bench.bench_pipeline import (  # noqa: E402
     wait_http,
 )
 from bench.bench_worklist import django_env, ensure_database  # noqa: E402
+from tests.servers import RedisServer, pool_children  # noqa: E402
 
 POLL = 0.05
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Redis:
-    def __init__(self, folder: Path):
-        self.folder, self.port = folder, free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--bind", "127.0.0.1", "--port", str(self.port)),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.folder)),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 class Study:
@@ -119,11 +86,6 @@ class Study:
         return self.row()
 
 
-def pool_children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
-
-
 POOL_LINE = re.compile(
     r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/ForkPoolWorker-"
 )
@@ -151,7 +113,7 @@ def timed_out_pool_processes(logs: list[Path]) -> int:
 class Portal:
     def __init__(self, args, tmp: Path):
         self.args, self.tmp = args, tmp
-        self.redis = Redis(tmp)
+        self.redis = RedisServer(tmp)
         self.env = django_env(args.database_url, str(tmp))
         self.env.update(CELERY_BROKER_URL=self.redis.url, LOG_LEVEL="INFO")
         if args.alive_timeout is not None:
@@ -282,8 +244,7 @@ def redis_restart(portal: Portal) -> dict:
     queued = portal.upload()
     assert queued.row()["status"] == "queued"
     fault_at = time.time()
-    portal.redis.stop()
-    portal.redis.start()
+    portal.redis.restart()
     result = measure(queued, fault_at, 0, portal.args.give_up)
     result["first"] = measure(first, fault_at, row["attempts"], portal.args.give_up)
     return result

@@ -17,7 +17,6 @@ and sweep are seconds here; docs/BENCHMARKS.md has the times with the deployed v
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from diagnosis import services
 from diagnosis.models import AIResult, Study, StudyStatus
 from feedback.models import ModelStatus, ModelVersion
 from ml.synthetic import make_phantom, write_dicom_series
+from tests.servers import RedisServer, pool_children
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Generous: a correctness bound (the issue's two minutes), not a speed measurement.
@@ -43,47 +43,6 @@ pytestmark = [
         reason="needs PostgreSQL and redis-server (a worker in another process)",
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server of this test alone that keeps nothing on disk."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.port = folder, free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--bind", "127.0.0.1", "--port", str(self.port)),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.folder)),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()  # as `redis-cli shutdown nosave`: the queue is gone
-            self.process.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 class Faults:
@@ -207,11 +166,6 @@ def wait_for(study: Study, statuses, timeout: float, faults: Faults) -> float:
             return time.monotonic() - started
         time.sleep(0.2)
     pytest.fail(f"study stayed {study.status} for {timeout} s\n{faults.log_text()}")
-
-
-def pool_children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
 
 
 def assert_ready_once(study: Study) -> None:
