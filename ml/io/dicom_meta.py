@@ -54,7 +54,14 @@ def study_metadata(
         gantry_tilt_deg=gantry_tilt(frames),
         window_center=_first(frame_attr(ds, 0, "FrameVOILUT", "WindowCenter")),
         window_width=_first(frame_attr(ds, 0, "FrameVOILUT", "WindowWidth")),
+        image_orientation=_orientation(frames[0]),
     )
+
+
+def _orientation(frame: Frame) -> tuple[float, ...] | None:
+    if frame.orientation is None:
+        return None
+    return tuple(round(float(v), 6) for v in frame.orientation)
 
 
 def gantry_tilt(frames: list[Frame]) -> float | None:

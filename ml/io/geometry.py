@@ -55,3 +55,39 @@ def tilt_deg(*, points: np.ndarray, normal: np.ndarray) -> float | None:
         return None
     cosine = min(1.0, abs(float(step @ normal)) / length)
     return float(np.degrees(np.arccos(cosine)))
+
+
+#: The patient direction each LPS axis points to, for a positive and a negative
+#: component: +x is the patient's left, +y posterior, +z head (superior).
+_LETTERS = (("L", "R"), ("P", "A"), ("H", "F"))
+#: Components smaller than this do not name the direction (oblique by < ~30 deg).
+_MINOR = 0.5
+
+
+def direction_letters(vector: np.ndarray) -> str:
+    """The patient direction a unit vector (3,) in LPS points to, as a radiologist
+    reads it at the edge of a slice: "L", "A", or "LA" for an oblique one (the
+    larger component first)."""
+    order = np.argsort(-np.abs(vector))
+    letters = ""
+    for axis in order[:2]:
+        value = float(vector[axis])
+        if abs(value) >= (_MINOR if letters else 1e-6):
+            letters += _LETTERS[axis][0 if value > 0 else 1]
+    return letters
+
+
+def edge_labels(*, orientation: np.ndarray) -> dict[str, str]:
+    """Orientation markers for a slice shown as stored (row 0 at the top, column 0
+    at the left) from ImageOrientationPatient (6,): the direction each screen edge
+    faces, {"left", "right", "top", "bottom"}. A standard axial slice gives R, L, A,
+    P (the patient's right on the viewer's left). Raises ValueError when the
+    orientation is degenerate."""
+    slice_normal(orientation=orientation)  # validates
+    row, column = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
+    return {
+        "right": direction_letters(row),
+        "left": direction_letters(-row),
+        "bottom": direction_letters(column),
+        "top": direction_letters(-column),
+    }

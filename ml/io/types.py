@@ -67,6 +67,9 @@ class StudyMetadata:
     gantry_tilt_deg: float | None = None
     window_center: float | None = None
     window_width: float | None = None
+    #: ImageOrientationPatient of the first slice: the row then the column direction
+    #: cosines (6 floats, DICOM patient frame LPS); None when unknown.
+    image_orientation: tuple[float, ...] | None = None
     #: (H, W) of the slices as stored, when they were read reduced (see
     #: ``LoadLimits.max_side``); ``pixel_spacing_mm`` is that of the reduced slices.
     stored_size: tuple[int, int] | None = None
