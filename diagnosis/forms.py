@@ -6,6 +6,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopFutureHandlers
 from django.urls import reverse
 
+from . import measurements
 from .models import Label, Sex, StrokeType, StudyStatus
 
 
@@ -131,6 +132,16 @@ class ReviewForm(forms.Form):
     impression = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}), required=False, max_length=8000
     )
+    # Filled by the viewer (static/js/viewer.js) with the reader's measurements.
+    measurements = forms.JSONField(
+        required=False, widget=forms.HiddenInput, initial=list
+    )
+
+    def clean_measurements(self):
+        try:
+            return measurements.cleaned(self.cleaned_data.get("measurements") or [])
+        except ValueError as error:
+            raise forms.ValidationError(f"Measurements not saved: {error}") from None
 
     def clean(self):
         data = super().clean()

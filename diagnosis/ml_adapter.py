@@ -224,6 +224,43 @@ def slice_png(
     return _png(slice_pixels(volume, index=index, units=units, window=window))
 
 
+def viewer_encoding(volume: np.ndarray, *, units: str) -> dict[str, float]:
+    """How the viewer turns its int16 slice data back into ``units``."""
+    from ml import viewer_data
+
+    return viewer_data.slice_encoding(volume, units=units).as_dict()
+
+
+def viewer_slices(
+    volume: np.ndarray, *, start: int, stop: int, encoding: dict[str, float]
+) -> bytes:
+    """Slices ``start``..``stop`` of a (D, H, W) volume as little-endian int16."""
+    from ml import viewer_data
+
+    return viewer_data.encode_slices(
+        volume, start=start, stop=stop, encoding=viewer_data.SliceEncoding(**encoding)
+    )
+
+
+def viewer_window(volume: np.ndarray, *, units: str) -> tuple[float, float]:
+    from ml import viewer_data
+
+    return viewer_data.default_window(volume, units=units)
+
+
+def edge_labels(orientation) -> dict[str, str] | None:
+    """The orientation markers of a slice from ImageOrientationPatient (6 floats),
+    or None when it is unknown or degenerate."""
+    from ml.io.geometry import edge_labels as labels
+
+    if not orientation or len(orientation) != 6:
+        return None
+    try:
+        return labels(orientation=np.asarray(orientation, dtype=float))
+    except ValueError:
+        return None
+
+
 def _png(pixels: np.ndarray) -> bytes:
     """(H, W) grey or (H, W, 4) RGBA uint8 as PNG."""
     import cv2

@@ -298,6 +298,15 @@ class Review(BaseModel):
         max_length=12, choices=StrokeType.choices, blank=True
     )
     impression = models.TextField(blank=True)
+    # The reader's measurements from the viewer (diagnosis.measurements): length,
+    # ellipse (area, mean and SD) and probe values, each on its slice.
+    measurements = models.JSONField(default=list, blank=True)
+
+    @property
+    def measurement_words(self) -> list[str]:
+        from .measurements import words
+
+        return [words(m, units=self.study.units) for m in self.measurements or []]
 
     class Meta:
         ordering = ["-created_at"]

@@ -11,6 +11,7 @@ urlpatterns = [
     path("<int:pk>/", views.study_detail, name="study-detail"),
     path("<int:pk>/status.json", views.study_status, name="study-status"),
     path("<int:pk>/slices/<int:index>.png", views.slice_image, name="slice-image"),
+    path("<int:pk>/slices/data", views.slice_data, name="slice-data"),
     path(
         "<int:pk>/slices/<int:index>/heatmap.png",
         views.heatmap_image,

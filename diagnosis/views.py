@@ -13,7 +13,7 @@ from accounts.audit import AuditContext, audit_record
 from accounts.models import Role
 from accounts.permissions import admin_required, any_role_required, role_required
 
-from . import extensions, ml_adapter, selectors, services
+from . import extensions, ml_adapter, selectors, services, viewer
 from .forms import ReviewForm, StudyFilterForm, UploadForm
 from .models import Sex, StudyStatus
 from .templatetags.studies import ai_badge, reading_badge, status_badge, waiting
@@ -191,6 +191,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     review = study.current_review
     slices = list(study.slices.all())
     reading = selectors.reading_state(user=request.user, result=result, review=review)
+    start = selectors.viewer_start_slice(slices=slices, result=result)
     # The form never holds the AI's answer or another reader's: a reader starts
     # empty, with the AI finding beside the form; only their own reading comes back
     # for them to amend.
@@ -200,6 +201,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "final_label": review.final_label,
             "stroke_type": review.stroke_type,
             "impression": review.impression,
+            "measurements": review.measurements,
         }
     return render(
         request,
@@ -220,7 +222,18 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "results": selectors.study_results(study=study),
             "explanation": selectors.ai_explanation(result=result),
             "words": selectors.result_words(study=study, result=result),
-            "start_slice": selectors.viewer_start_slice(slices=slices, result=result),
+            "start_slice": start,
+            "viewer": (
+                viewer.viewer_meta(
+                    study=study,
+                    slices=slices,
+                    result=result,
+                    start=start,
+                    measurements=review.measurements if initial else [],
+                )
+                if study.status == StudyStatus.READY and slices
+                else None
+            ),
             "review_form": ReviewForm(initial=initial),
             "can_review": request.user.role in (Role.RADIOLOGIST, Role.ADMIN),
             "can_reprocess": request.user.role == Role.ADMIN
@@ -269,6 +282,34 @@ def slice_image(request: HttpRequest, pk: int, index: int) -> HttpResponse:
     )
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, max-age=600"
+    return response
+
+
+@any_role_required
+@require_GET
+def slice_data(request: HttpRequest, pk: int) -> HttpResponse:
+    """Slices as int16 for the viewer (diagnosis/viewer.py); ?start=&count=."""
+    study = selectors.study_get_for_user(user=request.user, pk=pk)
+    try:
+        start, count = int(request.GET["start"]), int(request.GET.get("count", 1))
+    except (KeyError, ValueError):
+        return HttpResponse(
+            "Give the first slice as ?start=N (and ?count=M).", status=400
+        )
+    etag = f'"{viewer.volume_version(study=study)}-{start}-{count}"'
+    data, sent = viewer.slice_data(study=study, start=start, count=count)
+    audit_record(
+        action="study.slice_data_view",
+        request=request,
+        obj=study,
+        detail={"slices": [start, start + sent - 1]},
+    )
+    if request.headers.get("If-None-Match") == etag:
+        return HttpResponse(status=304)
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["X-Slice-Start"], response["X-Slice-Count"] = str(start), str(sent)
+    response["Cache-Control"] = "private, max-age=3600"
+    response["ETag"] = etag
     return response
 
 

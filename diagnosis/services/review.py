@@ -29,6 +29,7 @@ def review_submit(
     final_label: str,
     stroke_type: str = "",
     impression: str = "",
+    measurements: list[dict] | None = None,
     audit: AuditContext | None = None,
 ) -> Review:
     """Record a radiologist's reading; an earlier one stays as history. Whether it
@@ -48,6 +49,7 @@ def review_submit(
         final_label=final_label,
         stroke_type=stroke_type,
         impression=impression,
+        measurements=_on_its_slices(measurements or [], study),
     )
     signals.review_saved.send(sender=Review, review=review)
     audit_record(
@@ -58,6 +60,16 @@ def review_submit(
         detail={"final_label": final_label, "agrees_with_ai": agrees},
     )
     return review
+
+
+def _on_its_slices(kept: list[dict], study: Study) -> list[dict]:
+    outside = [m for m in kept if not 0 <= m["slice"] < study.slice_count]
+    if outside:
+        raise ValidationError(
+            f"A measurement is on slice {outside[0]['slice'] + 1}, which this study "
+            f"does not have (it has {study.slice_count})."
+        )
+    return kept
 
 
 def _check_reviewable(study: Study, final_label: str) -> None:

@@ -167,6 +167,7 @@ _DICOM_KEPT = (
     "gantry_tilt_deg",
     "window_center",
     "window_width",
+    "image_orientation",
     "study_time",
     "series_instance_uid",
     "stored_size",  # slices read reduced: their size as stored, and by how much

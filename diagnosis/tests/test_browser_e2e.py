@@ -133,7 +133,10 @@ def test_upload_process_worklist_view_and_review(
     assert not radiologist.locator("#heatmap-img").is_visible()
     radiologist.get_by_label("Heatmap").check()
     radiologist.get_by_role("button", name="Bone").click()
-    assert "window=bone" in radiologist.locator("#slice-img").get_attribute("src")
+    # The viewer windows the slice itself (static/js/viewer.js): the window it
+    # shows is the preset's, in the C/W boxes too.
+    assert viewer.get_attribute("data-window") == "600,2800"
+    assert radiologist.locator("#ww").input_value() == "2800"
     radiologist.get_by_role("button", name="Brain").click()
     radiologist.screenshot(path=ARTIFACTS / "viewer-radiologist.png", full_page=True)
 

@@ -213,11 +213,11 @@ def test_slice_image_follows_the_window(three_studies, as_radiologist):
 def test_study_page_has_viewer_ai_panel_and_decision_support_notice(
     three_studies, as_radiologist
 ):
-    body = as_radiologist.get(
+    response = as_radiologist.get(
         reverse("diagnosis:study-detail", args=[three_studies["bleed"].pk])
-    ).content
-    body = body.decode()
-    assert 'id="viewer"' in body and 'data-heatmaps="5"' in body
+    )
+    body = response.content.decode()
+    assert 'id="viewer"' in body and response.context["viewer"]["overlays"] == [5]
     assert "unit-test model 1" in body
     assert "Decision support only" in body
     assert body.count('class="prob-bar') == 8

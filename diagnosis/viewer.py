@@ -1,0 +1,122 @@
+"""Reads for the slice viewer (selectors): what the page's viewer needs to draw a
+study itself, and the slices as compact data.
+
+The viewer windows, pans, zooms and measures in the browser, so the server sends
+each slice once, as int16 (Hounsfield units for CT, exactly), instead of a PNG per
+window setting. Everything here is read from the stored volume and the study's
+rows; the views check access and audit.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from django.core.cache import cache
+from django.http import Http404
+from django.urls import reverse
+
+from . import ml_adapter, storage
+from .models import AIResult, Slice, Study
+
+#: Slices per data request: about 4 MB of a 512 x 512 series, so the first
+#: picture comes quickly and a 300-slice series takes ~20 requests.
+BLOCK = 16
+#: Window buttons beyond the HU presets: (label, key) for the study's own window.
+STUDY_WINDOW = "study"
+
+
+def _volume(study: Study) -> tuple[Path, np.ndarray]:
+    path = storage.volume_path(study.pk)
+    if not path.exists():
+        raise Http404("This study has no stored slices.")
+    return path, np.load(path, mmap_mode="r")
+
+
+def _encoding(study: Study, path: Path, volume: np.ndarray) -> dict[str, float]:
+    # Reading every value of a large non-CT volume takes a moment; the answer
+    # holds until the volume is written again (a reprocessed study).
+    key = f"viewer-encoding:{study.pk}:{path.stat().st_mtime_ns}"
+    encoding = cache.get(key)
+    if encoding is None:
+        encoding = ml_adapter.viewer_encoding(volume, units=study.units)
+        cache.set(key, encoding, 24 * 3600)
+    return encoding
+
+
+def _spacing(metadata: dict) -> list[float] | None:
+    spacing = metadata.get("pixel_spacing_mm")
+    if not spacing or len(spacing) != 2:
+        return None
+    values = [float(v) for v in spacing]
+    ok = all(math.isfinite(v) and v > 0 for v in values)
+    return values if ok else None
+
+
+def _windows(study: Study, metadata: dict) -> dict[str, list[float]]:
+    windows: dict[str, list[float]] = {}
+    if study.units == "HU":
+        windows = {k: list(v) for k, v in ml_adapter.VIEWER_WINDOWS.items()}
+    centre, width = metadata.get("window_center"), metadata.get("window_width")
+    if centre is not None and width and math.isfinite(centre) and width > 0:
+        windows[STUDY_WINDOW] = [float(centre), float(width)]
+    return windows
+
+
+def viewer_meta(
+    *,
+    study: Study,
+    slices: list[Slice],
+    result: AIResult | None,
+    start: int,
+    measurements: list[dict] | None = None,
+) -> dict:
+    """What the viewer script reads from the page (json_script): the volume's
+    shape, units and int16 encoding, pixel spacing (mm, row then column), the
+    orientation markers, window presets, the per-slice AI probability and overlay
+    slices, and where to fetch slices and overlays."""
+    path, volume = _volume(study)
+    metadata = study.dicom_metadata or {}
+    finite = [
+        s.probability
+        if s.probability is not None and math.isfinite(s.probability)
+        else None
+        for s in slices
+    ]
+    return {
+        "shape": list(volume.shape),
+        "units": study.units,
+        "encoding": _encoding(study, path, volume),
+        "spacing": _spacing(metadata),
+        "orientation": ml_adapter.edge_labels(metadata.get("image_orientation")),
+        "windows": _windows(study, metadata),
+        "window": list(ml_adapter.viewer_window(volume, units=study.units)),
+        "start": start,
+        "probabilities": finite,
+        "threshold": result.model_version.threshold if result else None,
+        "overlays": [s.index for s in slices if s.heatmap_name],
+        "block": BLOCK,
+        # The reader's own earlier measurements, to amend with their reading.
+        "measurements": measurements or [],
+        "dataUrl": reverse("diagnosis:slice-data", args=[study.pk]),
+        "overlayUrl": reverse("diagnosis:heatmap-image", args=[study.pk, 0]),
+    }
+
+
+def slice_data(*, study: Study, start: int, count: int) -> tuple[bytes, int]:
+    """Slices ``start``.. (at most ``count``, at most BLOCK) as int16, and how many
+    it holds; Http404 outside the study."""
+    path, volume = _volume(study)
+    stop = min(start + max(1, min(count, BLOCK)), volume.shape[0])
+    if not 0 <= start < stop:
+        raise Http404("No such slice.")
+    encoding = _encoding(study, path, volume)
+    data = ml_adapter.viewer_slices(volume, start=start, stop=stop, encoding=encoding)
+    return data, stop - start
+
+
+def volume_version(*, study: Study) -> str:
+    """Changes when the stored volume is written again: the data's ETag."""
+    path = storage.volume_path(study.pk)
+    return f"{study.pk}-{path.stat().st_mtime_ns}" if path.exists() else "none"
