@@ -243,8 +243,10 @@ def open_study_viewer(walk: Walk, page: Page, patient_id: str, study_id: int) ->
     page.wait_for_url(f"**/studies/{study_id}/")
     viewer = page.locator("#viewer")
     viewer.wait_for()
-    page.locator("#slice-img").evaluate(
-        "img => img.complete || new Promise(r => img.addEventListener('load', r))"
+    # The viewer draws the slice once its data block has arrived.
+    page.wait_for_function(
+        "() => { const v = document.getElementById('viewer'); "
+        "return v.dataset.current && v.dataset.loaded !== '0'; }"
     )
     toggle = page.locator("#heatmap-toggle")
     if not toggle.is_checked():

@@ -342,7 +342,10 @@ def settle_viewer(page: Page) -> None:
     """Wait until the slice and, when shown, its overlay have loaded."""
     page.locator("#viewer").wait_for()
     loaded = "img => img.complete || new Promise(r => img.addEventListener('load', r))"
-    page.locator("#slice-img").evaluate(loaded)
+    page.wait_for_function(
+        "() => { const v = document.getElementById('viewer'); "
+        "return v.dataset.current && v.dataset.loaded !== '0'; }"
+    )
     if page.locator("#heatmap-img").is_visible():
         page.locator("#heatmap-img").evaluate(loaded)
     page.wait_for_timeout(300)
