@@ -109,6 +109,9 @@ def main() -> int:
 
 def measure(browser, base, study, width, height, args) -> dict:
     page = browser.new_page(viewport={"width": width, "height": height})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(f"{base}/accounts/login/")
     page.get_by_label("Username").fill(RADIOLOGIST)
     page.get_by_label("Password").fill(PASSWORD)
@@ -116,10 +119,15 @@ def measure(browser, base, study, width, height, args) -> dict:
     page.wait_for_url(f"{base}/")
     started = time.perf_counter()
     page.goto(f"{base}/studies/{study}/")
-    page.wait_for_function(
-        f"() => document.getElementById('viewer').dataset.loaded === '{args.slices}'",
-        timeout=300_000,
-    )
+    try:
+        page.wait_for_function(
+            "() => document.getElementById('viewer').dataset.loaded === "
+            f"'{args.slices}'",
+            timeout=300_000,
+        )
+    except Exception:
+        page.screenshot(path=REPO / "test-artifacts" / "viewer-bench-stuck.png")
+        raise RuntimeError(f"the viewer did not load all slices: {errors}") from None
     loaded = time.perf_counter() - started
     figures = page.evaluate(MEASURE % args.slices)
     shot = REPO / "test-artifacts" / f"viewer-bench-{width}x{height}.png"

@@ -246,3 +246,16 @@ def test_slice_data_is_int16_hounsfield_units_audited_and_refused_to_outsiders(
     assert entry.detail == {"slices": [2, 5]}
     assert client.get(url, {"start": "x"}).status_code == 400
     assert client.get(url, {"start": SLICES}).status_code == 404
+
+
+def test_the_viewer_works_on_a_study_without_an_ai_result(page, live_server, study):
+    # A study the model declined (not what it was made for) has slices, no result:
+    # no "next suspicious", no overlay, and the viewer still draws and measures.
+    study.results.update(is_current=False)
+    page.js_errors.clear()
+    open_study(page, live_server, study)
+    assert page.get_by_role("button", name="Next suspicious").count() == 0
+    assert grey(page, 50, 30) == 255
+    page.mouse.move(*at(page, 44.5, 13.5))
+    assert page.get_by_test_id("probe-readout").inner_text().endswith("1000 HU")
+    assert page.js_errors == []

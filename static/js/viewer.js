@@ -459,7 +459,8 @@
   viewer.querySelector("[data-action=reset]").addEventListener("click", reset);
   viewer.querySelector("[data-action=invert]").addEventListener("click", () => { state.invert = !state.invert; render(); });
   viewer.querySelector("[data-action=cine]").addEventListener("click", () => cine(!state.cine));
-  viewer.querySelector("[data-action=next]").addEventListener("click", () => nextSuspicious(1));
+  const next = viewer.querySelector("[data-action=next]"); // only with an AI result
+  if (next) next.addEventListener("click", () => nextSuspicious(1));
   viewer.querySelector("[data-action=help]").addEventListener("click", () => help.showModal());
   const fps = document.getElementById("cine-fps");
   fps.addEventListener("change", () => { state.fps = parseInt(fps.value, 10) || 10; if (state.cine) cine(true); });
