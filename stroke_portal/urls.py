@@ -73,6 +73,7 @@ urlpatterns = [
     path("reports/", include("reports.urls")),
     path("api/v1/", include((api_v1, "api"))),
     path("dicomweb/", include("dicomnode.urls")),
+    path("dicom/", include("dicomnode.urls_nodes")),
     path("django-admin/", admin.site.urls),
     # The API's description, for signed-in users and API tokens alike (Swagger UI
     # from local files).
