@@ -76,19 +76,24 @@ def _parts(request, folder: Path) -> list[Path]:
     boundary = _boundary(request.META.get("CONTENT_TYPE", ""))
     length = int(request.META.get("CONTENT_LENGTH") or 0)
     if length > settings.UPLOAD_MAX_BYTES:
-        raise StowError(
-            413,
-            f"The request is {length / 1024**2:.0f} MB; the limit is "
-            f"{settings.UPLOAD_MAX_BYTES / 1024**2:.0f} MB.",
-        )
+        raise StowError(413, _too_large(length))
     body = folder / "body"
     with open(body, "wb") as out:
         for chunk in iter(lambda: request.read(1 << 20), b""):
             out.write(chunk)
+            if out.tell() > settings.UPLOAD_MAX_BYTES:  # a body without a length
+                raise StowError(413, _too_large(out.tell()))
     if body.stat().st_size == 0:
         raise StowError(400, "The request has no body: send DICOM instances.")
     with open(body, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=1) as data:
         return _split(data, boundary, folder)
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"The request is more than {size / 1024**2:.0f} MB; the limit is "
+        f"{settings.UPLOAD_MAX_BYTES / 1024**2:.0f} MB."
+    )
 
 
 def _boundary(content_type: str) -> bytes:
