@@ -86,6 +86,15 @@ def wait_for(predicate, timeout: float = 30.0, step: float = 0.1):
     return None
 
 
+def queued(timeout: float = 30.0):
+    """The study the listener made (a network study), once it is queued."""
+    from diagnosis.models import Arrival, Study
+
+    return wait_for(
+        lambda: Study.objects.filter(arrival=Arrival.DICOM).first(), timeout=timeout
+    )
+
+
 def series(folder: Path, *, slices=8, patient_id="MRN-0042", seed=3, uid_seed=None):
     return write_dicom_series(
         make_phantom(label="hemorrhagic", size=64, slices=slices, seed=seed),
