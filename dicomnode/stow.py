@@ -25,7 +25,7 @@ from accounts.audit import AuditContext
 from accounts.models import Role
 from accounts.permissions import HasRole
 
-from . import ingest
+from . import ingest_stow
 
 DICOM_JSON = "application/dicom+json"
 
@@ -57,7 +57,7 @@ class StudyStoreApi(APIView):
                 paths = _parts(request, Path(tmp))
             except StowError as exc:
                 return _error(exc.status, exc.message)
-            outcome = ingest.stow_receive(
+            outcome = ingest_stow.stow_receive(
                 user=request.user,
                 paths=paths,
                 study_uid=study_uid,
@@ -153,7 +153,7 @@ def _part(data, start: int, end: int, folder: Path, index: int) -> Path:
     return path
 
 
-def _answer(outcome: ingest.StowOutcome, request) -> JsonResponse:
+def _answer(outcome: ingest_stow.StowOutcome, request) -> JsonResponse:
     stored = [i for i in outcome.instances if i.failure is None]
     failed = [i for i in outcome.instances if i.failure is not None]
     ds = Dataset()
@@ -173,11 +173,11 @@ def _answer(outcome: ingest.StowOutcome, request) -> JsonResponse:
     return response
 
 
-def _part_number(item: ingest.StowInstance) -> int:
+def _part_number(item: ingest_stow.StowInstance) -> int:
     return int(item.path.stem.rsplit("-", 1)[-1]) + 1
 
 
-def _item(item: ingest.StowInstance) -> Dataset:
+def _item(item: ingest_stow.StowInstance) -> Dataset:
     ref = Dataset()
     # Empty when the part could not be read at all.
     ref.ReferencedSOPClassUID = item.sop_class
