@@ -2,7 +2,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
 from .audit import Action, audit_record
-from .models import AuditOutcome, Role, User
+from .models import AuditOutcome, Role, Site, User
 from .services import SELF_SERVICE_ROLES
 
 
@@ -67,6 +67,15 @@ class RegistrationForm(UserCreationForm):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class SiteForm(forms.Form):
+    site = forms.ModelChoiceField(
+        queryset=Site.objects.all(),
+        required=False,
+        empty_label="No site (own uploads only)",
+        help_text="A clinician sees the studies that this site's scanners send.",
+    )
 
 
 class UserFilterForm(forms.Form):

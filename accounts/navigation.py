@@ -51,6 +51,12 @@ NAV_ITEMS: tuple[NavItem, ...] = (
         "Model versions, the promotion gate, rollback and uploads.",
     ),
     NavItem(
+        "DICOM nodes",
+        "dicomnode:node-list",
+        (Role.ADMIN,),
+        "Scanners and PACS that send studies and receive results; their sites.",
+    ),
+    NavItem(
         "Retraining",
         "feedback:job-list",
         (Role.ADMIN,),

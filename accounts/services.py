@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from .audit import Action, AuditContext, audit_record
-from .models import AuditEntry, AuditOutcome, Role, User
+from .models import AuditEntry, AuditOutcome, Role, Site, User
 from .selectors import NotVisible
 
 SELF_SERVICE_ROLES = (Role.RADIOLOGIST, Role.CLINICIAN)
@@ -145,6 +145,25 @@ def user_set_role(
         context=audit,
         obj=user,
         detail={"from": old, "to": role},
+    )
+    return user
+
+
+@transaction.atomic
+def user_set_site(
+    *, user: User, site: Site | None, by: User, audit: AuditContext | None = None
+) -> User:
+    """Which site's network studies a clinician sees (None: only their uploads)."""
+    if site == user.site:
+        return user
+    old = user.site.name if user.site else ""
+    user.site = site
+    user.save(update_fields=["site"])
+    audit_record(
+        action="user.site_change",
+        context=audit,
+        obj=user,
+        detail={"from": old, "to": site.name if site else ""},
     )
     return user
 

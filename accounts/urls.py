@@ -31,6 +31,7 @@ urlpatterns = [
     path("users/<int:pk>/", views.user_detail, name="user-detail"),
     path("users/<int:pk>/approve/", views.user_approve, name="user-approve"),
     path("users/<int:pk>/role/", views.user_set_role, name="user-set-role"),
+    path("users/<int:pk>/site/", views.user_set_site, name="user-set-site"),
     path("users/<int:pk>/deactivate/", views.user_deactivate, name="user-deactivate"),
     path("users/<int:pk>/reactivate/", views.user_reactivate, name="user-reactivate"),
     path(

@@ -21,6 +21,7 @@ from .forms import (
     LoginForm,
     RegistrationForm,
     RoleForm,
+    SiteForm,
     UserFilterForm,
 )
 from .models import AuditOutcome, User
@@ -185,6 +186,7 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 initial={"role": user.requested_role or user.role}
             ),
             "role_form": RoleForm(initial={"role": user.role}),
+            "site_form": SiteForm(initial={"site": user.site_id}),
             "is_locked": user.username in selectors.locked_usernames(),
             "history": selectors.user_history(user=user),
             "field_changes": selectors.user_field_changes(user=user),
@@ -236,6 +238,24 @@ def user_approve(request: HttpRequest, pk: int) -> HttpResponse:
 def user_set_role(request: HttpRequest, pk: int) -> HttpResponse:
     return _user_role_action(
         request, pk, services.user_set_role, "The role of {user} has been changed."
+    )
+
+
+@admin_required
+@require_POST
+def user_set_site(request: HttpRequest, pk: int) -> HttpResponse:
+    form = SiteForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the listed sites.")
+        return redirect("accounts:user-detail", pk=pk)
+    site = form.cleaned_data["site"]
+    return _user_action(
+        request,
+        pk,
+        lambda u: services.user_set_site(
+            user=u, site=site, by=request.user, audit=AuditContext.of(request)
+        ),
+        "The site of {user} has been changed.",
     )
 
 

@@ -114,6 +114,10 @@ WORKLIST_FIELDS = (
     "study_description",
     "source_kind",
     "uploaded_by__username",
+    # Who a network study came from (the worklist says "received from ...").
+    "arrival",
+    "received_from",
+    "site__name",
     "ai_label",
     "ai_stroke_type",
     "ai_confidence",

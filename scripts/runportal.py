@@ -1,4 +1,5 @@
-"""Start the web server, a Celery worker and Celery beat; stop all of them together.
+"""Start the web server, a Celery worker, Celery beat and the DICOM listener; stop all
+of them together.
 
 Used by `make run`. Ctrl-C (or SIGTERM) stops every process gracefully; if one of them
 dies, the others are stopped too and the exit code says so.
@@ -18,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def commands(host: str, port: int, worker_concurrency: int) -> dict[str, list[str]]:
+def commands(
+    host: str, port: int, worker_concurrency: int, dicom_port: int | None = None
+) -> dict[str, list[str]]:
     return {
         "web": [
             str(BIN / "gunicorn"),
@@ -55,6 +58,14 @@ def commands(host: str, port: int, worker_concurrency: int) -> dict[str, list[st
             "beat",
             "--loglevel",
             "INFO",
+        ],
+        # C-ECHO/C-STORE for registered scanners and PACS (DICOM_AE_TITLE, port
+        # DICOM_PORT, default 11112), completing studies after the quiet time.
+        "dicom": [
+            sys.executable,
+            "manage.py",
+            "dicom_listen",
+            *(["--port", str(dicom_port)] if dicom_port is not None else []),
         ],
     }
 
@@ -119,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=int(os.environ.get("WORKER_CONCURRENCY", "1")),
     )
+    parser.add_argument(
+        "--dicom-port",
+        type=int,
+        default=None,
+        help="The DICOM listener's port (default: DICOM_PORT, 11112).",
+    )
     args = parser.parse_args(argv)
 
     stopping = threading.Event()
@@ -127,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
 
     processes = {
         name: start(name, cmd)
-        for name, cmd in commands(args.host, args.port, args.worker_concurrency).items()
+        for name, cmd in commands(
+            args.host, args.port, args.worker_concurrency, args.dicom_port
+        ).items()
     }
     pids = ", ".join(f"{name} pid {p.pid}" for name, p in processes.items())
     print(f"runportal: started {pids}", flush=True)
@@ -150,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         stopping.wait(0.5)
     stop_all(processes)
-    print("runportal: web, worker and beat stopped.", flush=True)
+    print("runportal: web, worker, beat and dicom stopped.", flush=True)
     return exit_code
 
 

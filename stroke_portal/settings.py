@@ -475,6 +475,13 @@ DICOM_PORT = env.int("DICOM_PORT", default=11112)
 DICOM_QUIET_SECONDS = env.float("DICOM_QUIET_SECONDS", default=10.0)
 # Where received instances wait until their study is complete.
 DICOM_INCOMING_DIR = env_path("DICOM_INCOMING_DIR", DATA_DIR / "incoming")
+# The listener completes quiet collections itself, a second after their quiet time;
+# beat does it too, as a backup for when the listener is down or busy.
+CELERY_BEAT_SCHEDULE["complete-quiet-dicom-studies"] = {
+    "task": "dicomnode.tasks.incoming_complete_task",
+    "schedule": timedelta(seconds=max(5.0, DICOM_QUIET_SECONDS)),
+    "options": {"expires": max(5.0, DICOM_QUIET_SECONDS)},
+}
 # Results sent back to destinations: attempts before a delivery is marked failed,
 # and the first wait between attempts (doubled after each).
 DICOM_SEND_ATTEMPTS = env.int("DICOM_SEND_ATTEMPTS", default=6)

@@ -72,6 +72,8 @@ urlpatterns = [
     path("feedback/", include("feedback.urls")),
     path("reports/", include("reports.urls")),
     path("api/v1/", include((api_v1, "api"))),
+    path("dicomweb/", include("dicomnode.urls")),
+    path("dicom/", include("dicomnode.urls_nodes")),
     path("django-admin/", admin.site.urls),
     # The API's description, for signed-in users and API tokens alike (Swagger UI
     # from local files).

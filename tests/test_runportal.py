@@ -1,5 +1,6 @@
-"""What `make run` starts: the web server, a Celery worker and beat, on SQLite and the
-folder broker (no server process), all stopped together by Ctrl-C."""
+"""What `make run` starts: the web server, a Celery worker and beat, and the DICOM
+listener, on SQLite and the folder broker (no server process), all stopped together
+by Ctrl-C."""
 
 import os
 import re
@@ -74,9 +75,16 @@ def portal(tmp_path):
     env = default_env(tmp_path)
     manage(env, "migrate", "--noinput")
     manage(env, "collectstatic", "--noinput")
-    port = free_port()
+    port, dicom_port = free_port(), free_port()
+    argv = [
+        "scripts/runportal.py",
+        "--port",
+        str(port),
+        "--dicom-port",
+        str(dicom_port),
+    ]
     process = subprocess.Popen(
-        [sys.executable, "-u", "scripts/runportal.py", "--port", str(port)],
+        [sys.executable, "-u", *argv],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -87,7 +95,13 @@ def portal(tmp_path):
     try:
         up = read_until(process, r"Stroke portal is up", 90, seen)
         assert up, "".join(seen[-40:])
-        yield {"process": process, "port": port, "env": env, "seen": seen}
+        yield {
+            "process": process,
+            "port": port,
+            "dicom_port": dicom_port,
+            "env": env,
+            "seen": seen,
+        }
     finally:
         if process.poll() is None:
             process.kill()
@@ -118,12 +132,20 @@ def test_portal_serves_runs_tasks_and_stops_together(portal):
         portal["process"], r"sessions_clear_expired.*succeeded", 60, seen
     ), "".join(seen[-40:])
 
+    # The DICOM listener is up on its own port (it may have said so already).
+    listening = rf"DICOM listener \S+ on \S+:{portal['dicom_port']}"
+    assert any(re.search(listening, line) for line in seen) or read_until(
+        portal["process"], listening, 30, seen
+    ), "".join(seen[-40:])
+    with socket.create_connection(("127.0.0.1", portal["dicom_port"]), timeout=5):
+        pass
+
     portal["process"].send_signal(signal.SIGINT)
     assert portal["process"].wait(timeout=40) == 0
     tail = portal["process"].stdout.read() or ""
-    assert "web, worker and beat stopped" in "".join(seen) + tail
+    assert "web, worker, beat and dicom stopped" in "".join(seen) + tail
     pids = [int(p) for p in re.findall(r"pid (\d+)", "".join(seen))]
-    assert len(pids) == 3
+    assert len(pids) == 4
     assert not [pid for pid in pids if _alive(pid)], "a child outlived Ctrl-C"
 
 

@@ -96,7 +96,11 @@ APIS_OUTSIDE_NAMESPACE = {"schema"}
 
 
 def is_api(route: Route) -> bool:
-    return route.namespace == "api" or route.qualified in APIS_OUTSIDE_NAMESPACE
+    # DICOMweb (/dicomweb/) is an API for DICOM clients: tokens, JSON, no redirects.
+    return (
+        route.namespace in ("api", "dicomweb")
+        or route.qualified in APIS_OUTSIDE_NAMESPACE
+    )
 
 
 PAGES = [r for r in ROUTES if not is_admin_site(r) and not is_api(r)]

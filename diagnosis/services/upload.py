@@ -3,6 +3,7 @@ with a clear message and leave nothing behind."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 import tempfile
@@ -16,10 +17,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.audit import AuditContext, audit_record
-from accounts.models import User
+from accounts.models import Site, User
 
 from .. import ml_adapter, storage
-from ..models import Slice, Study, StudyFile, StudyStatus
+from ..models import Arrival, Slice, Study, StudyFile, StudyStatus
 from ..queue import study_enqueue
 from .common import StoredFile, file_names, scrub_paths
 
@@ -198,15 +199,16 @@ def study_create(
     Validation reads headers and a sample slice, not every pixel: the worker does
     that, and fails the study naming any file whose pixel data proves damaged."""
     _check_sizes(files)
+    origin = Origin(uploaded_by=user, last_instance_at=timezone.now())
     with tempfile.TemporaryDirectory(prefix="upload-") as tmp:
         spooled = _spool(files, Path(tmp))
         content_hash = _content_hash(spooled)
-        existing = _existing(user, content_hash)
+        existing = origin.existing(content_hash)
         if existing is not None:
             return StudyCreateOutcome(study=existing, created=False)
         result = _check_upload(spooled)
         return _study_save(
-            user=user,
+            origin=origin,
             result=result,
             spooled=spooled,
             content_hash=content_hash,
@@ -215,8 +217,69 @@ def study_create(
         )
 
 
-def _existing(user: User, content_hash: str) -> Study | None:
-    return Study.objects.filter(uploaded_by=user, content_hash=content_hash).first()
+@dataclass(frozen=True)
+class Origin:
+    """Where a study came from: an uploader, or a node (or STOW sender) on the
+    network, the site whose clinicians see it, and when its last file arrived."""
+
+    uploaded_by: User | None = None
+    arrival: str = Arrival.UPLOAD
+    received_from: str = ""
+    site: Site | None = None
+    last_instance_at: datetime.datetime | None = None
+
+    def existing(self, content_hash: str) -> Study | None:
+        """The study these files already made. A user's: the same files uploaded
+        (or STOW-sent) by that user. A node's: the same files received for the same
+        site (a scanner re-sending a study, or two PACS routing it)."""
+        studies = Study.objects.filter(content_hash=content_hash)
+        if self.uploaded_by is not None:
+            return studies.filter(uploaded_by=self.uploaded_by).first()
+        studies = studies.filter(uploaded_by=None, site=self.site)
+        if self.site is None:
+            studies = studies.filter(received_from=self.received_from)
+        return studies.first()
+
+    def fields(self) -> dict:
+        return {
+            "uploaded_by": self.uploaded_by,
+            "arrival": self.arrival,
+            "received_from": self.received_from[:120],
+            "site": self.site,
+            "last_instance_at": self.last_instance_at,
+        }
+
+
+def study_receive(
+    *,
+    files: Sequence[StoredFile],
+    origin: Origin,
+    audit: AuditContext | None = None,
+) -> StudyCreateOutcome:
+    """Create a queued study from files already on the server (instances received
+    by the DICOM listener or STOW-RS), validated exactly as an upload is: by
+    content, localizers, secondary captures and non-images set aside with their
+    reasons, CT/MR only, stored content-addressed, rows in one transaction, the
+    analysis enqueued on commit. Raises UploadError naming what was wrong; nothing
+    is saved then. The files are copied into storage: the caller removes its own.
+    The same files from the same origin again lead to the existing study."""
+    if not files:
+        raise UploadError("No instances were received.")
+    if len(files) > settings.UPLOAD_MAX_FILES:
+        raise UploadError(too_many_files_message(len(files)))
+    content_hash = _content_hash(files)
+    existing = origin.existing(content_hash)
+    if existing is not None:
+        return StudyCreateOutcome(study=existing, created=False)
+    result = _check_upload(list(files))
+    return _study_save(
+        origin=origin,
+        result=result,
+        spooled=list(files),
+        content_hash=content_hash,
+        clinical={},
+        audit=audit,
+    )
 
 
 def _check_upload(spooled: list[StoredFile]):
@@ -243,7 +306,7 @@ def _check_modality(metadata, *, names: Sequence[str]) -> None:
 
 
 def _study_save(
-    *, user, result, spooled, content_hash, clinical, audit
+    *, origin: Origin, result, spooled, content_hash, clinical, audit
 ) -> StudyCreateOutcome:
     """Store the files and create the rows in one transaction, holding a lock per
     file content: the same files sent twice at once (a double click, the form and
@@ -253,27 +316,21 @@ def _study_save(
     used = [f for f in spooled if f.name in consumed] or spooled
     with transaction.atomic():
         _lock_contents(f.sha256 for f in used)
-        existing = _existing(user, content_hash)
+        existing = origin.existing(content_hash)
         if existing is not None:
             return StudyCreateOutcome(study=existing, created=False)
         new_files: list[Path] = []
         try:
             stored = _store(used, new_files)
             study = _study_rows(
-                user=user,
+                origin=origin,
                 result=result,
                 spooled=spooled,
                 stored=stored,
                 content_hash=content_hash,
                 clinical=clinical,
             )
-            audit_record(
-                action="study.upload",
-                context=audit,
-                actor=user,
-                obj=study,
-                detail={"files": len(spooled), "slices": study.slice_count},
-            )
+            _audit_created(study, origin=origin, files=len(spooled), audit=audit)
         except Exception:
             storage.remove_quietly(new_files)  # nothing half-saved; locks still held
             raise
@@ -314,10 +371,40 @@ def _lock_contents(sha256s: Iterable[str]) -> None:
         )
 
 
-def _study_rows(*, user, result, spooled, stored, content_hash, clinical) -> Study:
+def _audit_created(study: Study, *, origin: Origin, files: int, audit) -> None:
+    detail = {"files": files, "slices": study.slice_count}
+    if origin.arrival != Arrival.UPLOAD:
+        detail |= {"arrival": origin.arrival, "received_from": origin.received_from}
+    audit_record(
+        action="study.upload" if origin.arrival == Arrival.UPLOAD else "study.receive",
+        context=audit,
+        actor=origin.uploaded_by,
+        obj=study,
+        detail=detail,
+    )
+
+
+def acquired_at(metadata) -> datetime.datetime | None:
+    """When the scan was made (from the DICOM headers), in the portal's zone: the
+    scanner's clock is read as TIME_ZONE's unless its header gave an offset."""
+    moment = getattr(metadata, "acquired_at", None)
+    if moment is None:
+        return None
+    if timezone.is_naive(moment):
+        try:
+            return timezone.make_aware(moment)
+        except (ValueError, OverflowError):  # e.g. a time the DST change skipped
+            return None
+    return moment
+
+
+def _study_rows(
+    *, origin: Origin, result, spooled, stored, content_hash, clinical
+) -> Study:
     metadata = result.metadata
     study = Study(
-        uploaded_by=user,
+        **origin.fields(),
+        acquired_at=acquired_at(metadata),
         status=StudyStatus.QUEUED,
         queued_at=timezone.now(),
         content_hash=content_hash,
@@ -331,8 +418,13 @@ def _study_rows(*, user, result, spooled, stored, content_hash, clinical) -> Stu
         dicom_metadata=_dicom_metadata(metadata),
         **_clinical_from(metadata, clinical),
     )
-    study.full_clean(exclude=["uploaded_by"])
+    study.full_clean(exclude=["uploaded_by", "site"])
     study.save()
+    _file_rows(study, result=result, stored=stored)
+    return study
+
+
+def _file_rows(study: Study, *, result, stored: list[StoredFile]) -> None:
     StudyFile.objects.bulk_create(
         StudyFile(
             study=study,
@@ -352,4 +444,3 @@ def _study_rows(*, user, result, spooled, stored, content_hash, clinical) -> Stu
         )
         for i, info in enumerate(result.slices)
     )
-    return study

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.valuerep import DA, TM
+from pydicom.valuerep import DA, DT, TM
 
 from ml.io.dicom_header import Frame, frame_attr
 from ml.io.geometry import slice_normal, spacing_stats, tilt_deg
@@ -46,6 +46,7 @@ def study_metadata(
         **text,
         study_date=_date(ds.get("StudyDate")),
         study_time=_time(ds.get("StudyTime")),
+        acquired_at=acquisition_time(ds),
         series_number=_integer(ds.get("SeriesNumber")),
         slice_thickness_mm=finite_or_none(_measure(ds, "SliceThickness")),
         pixel_spacing_mm=_pair(_measure(ds, "PixelSpacing")),
@@ -62,6 +63,44 @@ def _orientation(frame: Frame) -> tuple[float, ...] | None:
     if frame.orientation is None:
         return None
     return tuple(round(float(v), 6) for v in frame.orientation)
+
+
+#: Where the time the images were made is read, most precise first.
+_WHEN = ("Acquisition", "Series", "Study")
+
+
+def acquisition_time(ds: Dataset) -> datetime.datetime | None:
+    """When the images were made: the first of AcquisitionDateTime,
+    AcquisitionDate+AcquisitionTime, SeriesDate+SeriesTime and StudyDate+StudyTime
+    that parses (a date without a time does not count). Naive (the scanner's local
+    clock) unless AcquisitionDateTime carries a UTC offset."""
+    moment = _datetime(ds.get("AcquisitionDateTime"))
+    if moment is not None:
+        return moment
+    for prefix in _WHEN:
+        day, clock = _date(ds.get(f"{prefix}Date")), _time(ds.get(f"{prefix}Time"))
+        if day is not None and clock is not None:
+            return datetime.datetime.combine(day, clock)
+    return None
+
+
+def _datetime(value: Any) -> datetime.datetime | None:
+    try:
+        parsed = DT(value) if value else None
+    except (ValueError, TypeError):
+        return None
+    if not parsed:
+        return None
+    return datetime.datetime(
+        parsed.year,
+        parsed.month,
+        parsed.day,
+        parsed.hour,
+        parsed.minute,
+        parsed.second,
+        parsed.microsecond,
+        tzinfo=parsed.tzinfo,
+    )
 
 
 def gantry_tilt(frames: list[Frame]) -> float | None:

@@ -54,6 +54,9 @@ class StudyMetadata:
     patient_sex: str | None = None
     study_date: datetime.date | None = None
     study_time: datetime.time | None = None
+    #: When the images were made (AcquisitionDateTime, else Acquisition, Series or
+    #: Study Date+Time): naive, the scanner's clock, unless it gave a UTC offset.
+    acquired_at: datetime.datetime | None = None
     study_description: str | None = None
     series_description: str | None = None
     manufacturer: str | None = None
