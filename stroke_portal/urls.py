@@ -72,6 +72,8 @@ urlpatterns = [
     path("feedback/", include("feedback.urls")),
     path("reports/", include("reports.urls")),
     path("api/v1/", include((api_v1, "api"))),
+    # QIDO-RS and WADO-RS (reads) for DICOMweb viewers such as OHIF.
+    path("dicomweb/", include("dicomnode.dicomweb_urls")),
     path("django-admin/", admin.site.urls),
     # The API's description, for signed-in users and API tokens alike (Swagger UI
     # from local files).
