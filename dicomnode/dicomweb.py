@@ -267,11 +267,13 @@ def _instance_result(index, instance, *, base: str, query: Query) -> dict:
     return dict(sorted({**extra, **attrs}.items()))
 
 
-def _page(items: list, query: Query) -> tuple[list, str]:
-    """One page of results, and the Warning to send when there are more than the
+def _page(items: list, query: Query, *, skip: int | None = None) -> tuple[list, str]:
+    """One page of results (after `skip` of them: the offset, unless the database
+    skipped them already), and the Warning to send when there are more than the
     portal sends at once."""
-    page = items[query.offset : query.offset + query.limit]
-    more = len(items) > query.offset + query.limit
+    skip = query.offset if skip is None else skip
+    page = items[skip : skip + query.limit]
+    more = len(items) > skip + query.limit
     if more and (query.truncated_limit or query.limit == MAX_RESULTS):
         return page, "There are more results: ask again with a larger offset."
     return page, ""
@@ -285,21 +287,21 @@ class StudySearchApi(DicomWebApi):
         query = parse_query(request.query_params, level="studies")
         studies = _prefiltered(index_.dicom_studies_for_user(user=request.user), query)
         ids = list(studies.values_list("pk", flat=True))
-        by_python = set(query.matches) - {STUDY_UID, STUDY_DATE}
-        if not by_python:  # the database did all the matching: page there
-            ids = ids[: query.offset + query.limit + 1]
-        files = index_.study_files(ids)
+        skip = query.offset
+        if not set(query.matches) - {STUDY_UID, STUDY_DATE}:
+            # The database did all the matching: the page is cut there.
+            ids, skip = ids[query.offset : query.offset + query.limit + 1], 0
+        indexes = index_.study_indexes(index_.study_files(ids))
         base, found = self.studies_url(), []
         for pk in ids:
-            if len(found) > query.offset + query.limit:
+            if len(found) > skip + query.limit:
                 break  # one more than the page: enough to know there are more
-            if not files[pk]:
-                continue
-            index = index_.study_index(files[pk])
-            result = _study_result(index, base=base, query=query)
+            if pk not in indexes:
+                continue  # no stored file
+            result = _study_result(indexes[pk], base=base, query=query)
             if matches(result, query):
                 found.append((pk, result))
-        page, warning = _page(found, query)
+        page, warning = _page(found, query, skip=skip)
         audit_record(
             action="dicomweb.search",
             request=request,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+from django.core.cache import cache
 from django.db.models import Max
 from pydicom.datadict import dictionary_VR
 from pydicom.filereader import read_partial
@@ -74,6 +75,9 @@ _INSTANCE_HEX = {f"{Tag(k):08X}" for k in INSTANCE_TAGS}
 
 # About 2 KB an instance: 2,000 studies of 30 slices hold some 120 MB at most.
 INDEX_CACHE_STUDIES = 2000
+# Reading every header of a 500-study worklist takes seconds: the index is shared
+# between processes (and restarts) for a week.
+SHARED_CACHE_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -207,15 +211,39 @@ def study_files(study_ids: Iterable[int]) -> dict[int, list[tuple[Path, str]]]:
     return files
 
 
-def study_index(files: Sequence[tuple[Path, str]]) -> StudyIndex:
-    """The index of a study made of `files` (path, sha256), from the cache or from
-    the files' headers."""
-    key = hashlib.sha256("".join(sha for _, sha in files).encode()).hexdigest()
-    index = _cache.get(key)
-    if index is None:
-        index = _build_index(files)
+def _key(files: Sequence[tuple[Path, str]]) -> str:
+    digest = hashlib.sha256("".join(sha for _, sha in files).encode()).hexdigest()
+    return f"dicomweb-index:v1:{digest}"
+
+
+def study_indexes(
+    files_by_study: dict[int, list[tuple[Path, str]]],
+) -> dict[int, StudyIndex]:
+    """The index of each study (id -> its files): from this process's cache, else
+    from the shared cache (one round trip for all), else from the files' headers
+    (then shared). What is shared is derived from file contents only, under their
+    hashes: no user, no access decision."""
+    keys = {pk: _key(files) for pk, files in files_by_study.items() if files}
+    found = {pk: _cache.get(key) for pk, key in keys.items()}
+    missing = {key: pk for pk, key in keys.items() if found[pk] is None}
+    shared = cache.get_many(list(missing)) if missing else {}
+    built = {}
+    for key, pk in missing.items():
+        index = shared.get(key)
+        if index is None:
+            index = built[key] = _build_index(files_by_study[pk])
+        found[pk] = index
         _cache.put(key, index)
-    return index
+    if built:
+        cache.set_many(built, SHARED_CACHE_SECONDS)
+    return found
+
+
+def study_index(files: Sequence[tuple[Path, str]]) -> StudyIndex:
+    """The index of a study made of `files` (path, sha256)."""
+    if not files:
+        return StudyIndex(uid="", attrs={}, series=())
+    return study_indexes({0: list(files)})[0]
 
 
 def index_for_study(study: Study) -> StudyIndex:

@@ -410,3 +410,19 @@ def test_no_cors_by_default(radiologist, cleo_study):
         "/dicomweb/studies", HTTP_ORIGIN="http://viewer.example:3000"
     )
     assert "Access-Control-Allow-Origin" not in response
+
+
+def test_more_results_than_one_answer_holds_are_announced(
+    monkeypatch, radiologist, cleo_study, olga_study
+):
+    from dicomnode import dicomweb, dicomweb_query
+
+    monkeypatch.setattr(dicomweb_query, "MAX_RESULTS", 1)
+    monkeypatch.setattr(dicomweb, "MAX_RESULTS", 1)
+    client = bearer(radiologist)
+    first = search(client, limit=50)
+    assert len(first.json()) == 1
+    assert first["Warning"].startswith("299 ") and "larger offset" in first["Warning"]
+    last = search(client, offset=1)
+    assert len(last.json()) == 1 and "Warning" not in last
+    assert value(last.json()[0], "0020000D") != value(first.json()[0], "0020000D")
