@@ -93,10 +93,14 @@ def is_admin_site(route: Route) -> bool:
 # API views outside /api/v1/: the OpenAPI schema answers API tokens (401, not a
 # redirect to the login page, for the anonymous).
 APIS_OUTSIDE_NAMESPACE = {"schema"}
+# DRF views under other prefixes: DICOMweb (/dicomweb/) answers tokens the same way.
+API_NAMESPACES = {"api", "dicomweb"}
 
 
 def is_api(route: Route) -> bool:
-    return route.namespace == "api" or route.qualified in APIS_OUTSIDE_NAMESPACE
+    return (
+        route.namespace in API_NAMESPACES or route.qualified in APIS_OUTSIDE_NAMESPACE
+    )
 
 
 PAGES = [r for r in ROUTES if not is_admin_site(r) and not is_api(r)]
