@@ -246,9 +246,10 @@ def scan_clock(acquired_at, last_instance_at, created_at, arrival="upload", now=
     short, long = _SCAN_WORDS[kind]
     return format_html(
         '<span class="text-nowrap" data-clock="scan" data-clock-kind="{}" '
-        'data-since="{}" title="{} {}">{} {}</span>',
+        'data-since="{}" data-word="{}" title="{} {}">{} {}</span>',
         kind,
         moment.isoformat(),
+        short,
         long,
         _exact(moment),
         short,
@@ -263,7 +264,7 @@ def onset_clock(symptom_onset, now=None):
         return ""
     return format_html(
         '<span class="text-nowrap" data-clock="onset" data-since="{}" '
-        'title="Symptom onset {}">onset {}</span>',
+        'data-word="onset" title="Symptom onset {}">onset {}</span>',
         symptom_onset.isoformat(),
         _exact(symptom_onset),
         _ago(symptom_onset, now or timezone.now()),
