@@ -129,6 +129,11 @@ WORKLIST_FIELDS = (
     "reviewed",
     "priority",
     "created_at",
+    # The clocks: since the scan (or its arrival) and since symptom onset.
+    "arrival",
+    "acquired_at",
+    "last_instance_at",
+    "symptom_onset",
 )
 
 

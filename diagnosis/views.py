@@ -7,6 +7,7 @@ from django.db.models import Max
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.audit import AuditContext, audit_record
@@ -16,7 +17,14 @@ from accounts.permissions import admin_required, any_role_required, role_require
 from . import extensions, ml_adapter, selectors, services, viewer
 from .forms import ReviewForm, StudyFilterForm, UploadForm
 from .models import Sex, StudyStatus
-from .templatetags.studies import ai_badge, reading_badge, status_badge, waiting
+from .templatetags.studies import (
+    ai_badge,
+    onset_clock,
+    reading_badge,
+    scan_clock,
+    status_badge,
+    waiting,
+)
 
 reviewer_required = role_required(Role.RADIOLOGIST, Role.ADMIN)
 
@@ -138,6 +146,7 @@ def _worklist_rows(studies) -> list[dict]:
     """Each row's cells worked out here, once, rather than by a template tag or filter
     per cell: rendering the rows was the largest part of the busiest page."""
     rows = []
+    now = timezone.now()  # one "now" for every clock on the page
     for row in studies:
         status = row["status"]
         rows.append(
@@ -160,6 +169,14 @@ def _worklist_rows(studies) -> list[dict]:
                 ),
                 # The clock stops when the study is read: it measured the wait.
                 "waiting": waiting(row["created_at"], until=row["read_at"]),
+                "scan_clock": scan_clock(
+                    row["acquired_at"],
+                    row["last_instance_at"],
+                    row["created_at"],
+                    row["arrival"],
+                    now=now,
+                ),
+                "onset_clock": onset_clock(row["symptom_onset"], now=now),
             }
         )
     return rows

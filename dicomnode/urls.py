@@ -1,13 +1,42 @@
-"""DICOMweb under /dicomweb/ (included from stroke_portal/urls.py). STOW-RS is in
-stow.py; QIDO-RS and WADO-RS (GET) are in dicomweb.py."""
+"""DICOMweb under /dicomweb/ (included from stroke_portal/urls.py): QIDO-RS and
+WADO-RS (GET, dicomnode/dicomweb.py) and STOW-RS (POST, dicomnode/stow.py). The
+standard puts a search and a store on the same path (`studies`, `studies/{uid}`):
+there one view per method answers."""
 
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
 
-from . import stow
+from . import dicomweb_urls, stow
 
 app_name = "dicomweb"
 
+
+def _by_method(*, get, post):
+    """GET, HEAD and OPTIONS (the CORS preflight) to `get`, POST to `post`; any
+    other method to `get`, which answers 405 naming what it allows. Exempt from
+    CSRF as DRF's own views are: both authenticate (token, or session with CSRF)."""
+
+    @csrf_exempt
+    def view(request, *args, **kwargs):
+        if request.method == "POST":
+            # STOW names the study in its path `study_uid`.
+            if "study" in kwargs:
+                kwargs["study_uid"] = kwargs.pop("study")
+            return post(request, *args, **kwargs)
+        return get(request, *args, **kwargs)
+
+    return view
+
+
+_store = stow.StudyStoreApi.as_view()
+_reads = {p.name: p for p in dicomweb_urls.urlpatterns}
+studies = _by_method(get=_reads["studies"].callback, post=_store)
+study = _by_method(get=_reads["study"].callback, post=_store)
+
 urlpatterns = [
-    path("studies", stow.StudyStoreApi.as_view(), name="stow"),
-    path("studies/<str:study_uid>", stow.StudyStoreApi.as_view(), name="stow-study"),
+    path("studies", studies, name="studies"),
+    path("studies", studies, name="stow"),
+    path(dicomweb_urls.STUDY, study, name="study"),
+    path("studies/<str:study>", study, name="stow-study"),
+    *(p for p in dicomweb_urls.urlpatterns if p.name not in ("studies", "study")),
 ]

@@ -486,6 +486,9 @@ CELERY_BEAT_SCHEDULE["complete-quiet-dicom-studies"] = {
 # and the first wait between attempts (doubled after each).
 DICOM_SEND_ATTEMPTS = env.int("DICOM_SEND_ATTEMPTS", default=6)
 DICOM_SEND_RETRY_SECONDS = env.int("DICOM_SEND_RETRY_SECONDS", default=30)
+# Browser origins (scheme://host[:port], comma-separated) of DICOMweb viewers such
+# as OHIF that may call /dicomweb/ with a user's token; empty = none.
+DICOMWEB_CORS_ORIGINS = [o for o in env.list("DICOMWEB_CORS_ORIGINS", default=[]) if o]
 
 # --- Alerts to the stroke team ------------------------------------------------------
 # Comma-separated addresses e-mailed when a study becomes ready with a suspected

@@ -72,6 +72,7 @@ urlpatterns = [
     path("feedback/", include("feedback.urls")),
     path("reports/", include("reports.urls")),
     path("api/v1/", include((api_v1, "api"))),
+    # DICOMweb: STOW-RS, QIDO-RS and WADO-RS, for senders and viewers such as OHIF.
     path("dicomweb/", include("dicomnode.urls")),
     path("dicom/", include("dicomnode.urls_nodes")),
     path("django-admin/", admin.site.urls),

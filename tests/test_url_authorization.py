@@ -93,13 +93,13 @@ def is_admin_site(route: Route) -> bool:
 # API views outside /api/v1/: the OpenAPI schema answers API tokens (401, not a
 # redirect to the login page, for the anonymous).
 APIS_OUTSIDE_NAMESPACE = {"schema"}
+# DRF views under other prefixes: DICOMweb (/dicomweb/) answers tokens the same way.
+API_NAMESPACES = {"api", "dicomweb"}
 
 
 def is_api(route: Route) -> bool:
-    # DICOMweb (/dicomweb/) is an API for DICOM clients: tokens, JSON, no redirects.
     return (
-        route.namespace in ("api", "dicomweb")
-        or route.qualified in APIS_OUTSIDE_NAMESPACE
+        route.namespace in API_NAMESPACES or route.qualified in APIS_OUTSIDE_NAMESPACE
     )
 
 

@@ -207,6 +207,70 @@ def waiting(created_at, until=None) -> str:
     return _duration(timezone.now() - created_at)
 
 
+# --- The clocks a stroke team works against ------------------------------------------
+_SCAN_WORDS = {
+    "acquired": ("scanned", "Scanned"),
+    "last_instance": ("received", "Last slice received"),
+    "received": ("received", "Received"),
+    "uploaded": ("uploaded", "Uploaded"),
+}
+
+
+def _exact(moment) -> str:
+    """The moment in settings.TIME_ZONE, with its zone: what a title shows."""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _ago(moment, now) -> str:
+    elapsed = now - moment
+    if elapsed.total_seconds() < 60:
+        return "just now" if elapsed.total_seconds() > -60 else "in the future"
+    return f"{_duration(elapsed)} ago"
+
+
+@register.simple_tag
+def scan_clock(acquired_at, last_instance_at, created_at, arrival="upload", now=None):
+    """Time since the scan: its acquisition time (DICOM), else when its last slice
+    arrived, else when the study came in, worded by which it is ("scanned 12 min
+    ago", "received 12 min ago"); the exact time, in the portal's time zone, in the
+    title."""
+    if acquired_at is not None:
+        kind, moment = "acquired", acquired_at
+    elif last_instance_at is not None:
+        kind, moment = "last_instance", last_instance_at
+    else:
+        kind = "uploaded" if arrival in ("", "upload") else "received"
+        moment = created_at
+    if moment is None:
+        return ""
+    short, long = _SCAN_WORDS[kind]
+    return format_html(
+        '<span class="text-nowrap" data-clock="scan" data-clock-kind="{}" '
+        'data-since="{}" data-word="{}" title="{} {}">{} {}</span>',
+        kind,
+        moment.isoformat(),
+        short,
+        long,
+        _exact(moment),
+        short,
+        _ago(moment, now or timezone.now()),
+    )
+
+
+@register.simple_tag
+def onset_clock(symptom_onset, now=None):
+    """Time since symptom onset where it was entered ("onset 2 h 05 min ago")."""
+    if symptom_onset is None:
+        return ""
+    return format_html(
+        '<span class="text-nowrap" data-clock="onset" data-since="{}" '
+        'data-word="onset" title="Symptom onset {}">onset {}</span>',
+        symptom_onset.isoformat(),
+        _exact(symptom_onset),
+        _ago(symptom_onset, now or timezone.now()),
+    )
+
+
 def _duration(elapsed) -> str:
     minutes = max(0, int(elapsed.total_seconds() // 60))
     if minutes < 60:
