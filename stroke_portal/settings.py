@@ -350,6 +350,8 @@ CELERY_TASK_ROUTES = {
     "feedback.tasks.model_check_task": {"queue": "training"},
     # Not behind the studies it rescues, nor held up by a dead inference worker.
     "diagnosis.tasks.study_sweep_task": {"queue": "default"},
+    # Sending results back to the PACS and alerts: network-bound, light.
+    "dicomnode.tasks.*": {"queue": "default"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A pool process reports to its worker only after worker_process_init, where it loads
@@ -377,6 +379,19 @@ CELERY_BEAT_SCHEDULE["requeue-stalled-studies"] = {
     "schedule": timedelta(seconds=STUDY_SWEEP_SECONDS),
     # A sweep nobody ran in time is replaced by the next one, not queued up.
     "options": {"expires": STUDY_SWEEP_SECONDS},
+}
+# Deliveries whose peer was down (or whose message was lost) are sent again once
+# their next attempt is due; alerts whose message was lost likewise.
+DICOM_SEND_SWEEP_SECONDS = env.int("DICOM_SEND_SWEEP_SECONDS", default=15)
+CELERY_BEAT_SCHEDULE["send-pending-deliveries"] = {
+    "task": "dicomnode.tasks.delivery_sweep_task",
+    "schedule": timedelta(seconds=DICOM_SEND_SWEEP_SECONDS),
+    "options": {"expires": DICOM_SEND_SWEEP_SECONDS, "queue": "default"},
+}
+CELERY_BEAT_SCHEDULE["send-pending-alerts"] = {
+    "task": "dicomnode.tasks.alert_sweep_task",
+    "schedule": timedelta(seconds=60),
+    "options": {"expires": 60, "queue": "default"},
 }
 # Retraining when enough confirmed feedback has come in (0 hours = never).
 RETRAIN_EVERY_HOURS = env.int("RETRAIN_EVERY_HOURS", default=24 * 7)

@@ -1,0 +1,43 @@
+"""The one module that sends dicomnode work to Celery. Services and receivers
+enqueue through it and tasks call services, so services never import tasks."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from stroke_portal.infrastructure import BrokerError
+
+logger = logging.getLogger(__name__)
+
+
+# --- Results back and alerts (deliveries, alerts) -------------------------------
+# Light, network-bound work: the default queue, never behind studies in inference.
+# A message the broker did not take is not lost: its row stays pending and the
+# sweep (dicomnode.tasks.delivery_sweep_task, alert_sweep_task) sends it.
+def delivery_enqueue(*, delivery_id: int) -> None:
+    """Send one delivery in a worker once the current transaction commits."""
+    from .tasks import delivery_send_task  # tasks import services, which import us
+
+    _send_on_commit(delivery_send_task, delivery_id, what="delivery")
+
+
+def alert_enqueue(*, alert_id: int) -> None:
+    """Send one alert in a worker once the current transaction commits."""
+    from .tasks import alert_send_task
+
+    _send_on_commit(alert_send_task, alert_id, what="alert")
+
+
+def _send_on_commit(task, pk: int, *, what: str) -> None:
+    def send() -> None:
+        try:
+            task.apply_async(args=[pk], queue="default")
+        except BrokerError:
+            logger.warning("Broker unreachable: %s %s left to the sweep", what, pk)
+
+    transaction.on_commit(send)
+
+
+# --- end of results back and alerts ---------------------------------------------
