@@ -145,7 +145,7 @@ class Orthanc:
 
     def get(self, path: str):
         url = f"http://127.0.0.1:{self.http_port}{path}"
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=10) as response:
             return json.loads(response.read())
 
 
@@ -199,7 +199,7 @@ def webhook_receiver():
     receiver = WebhookReceiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
+        def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             receiver.requests.append(
                 {"body": body, "headers": dict(self.headers), "at": time.monotonic()}

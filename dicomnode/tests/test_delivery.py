@@ -12,7 +12,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 from pydicom.uid import (
-    ComprehensiveSRStorage,
+    Comprehensive3DSRStorage,
     EncapsulatedPDFStorage,
     SecondaryCaptureImageStorage,
 )
@@ -27,7 +27,7 @@ from reports.sr import NOT_A_DIAGNOSIS, VOLUME
 
 from .conftest import free_port, lesion_analysis
 
-COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+COMPREHENSIVE_3D_SR = Comprehensive3DSRStorage
 
 
 @pytest.fixture
