@@ -35,8 +35,10 @@ from .queue import alert_enqueue
 
 logger = logging.getLogger(__name__)
 
-#: Attempts per alert before it is marked failed (the task retries in between).
+#: Attempts per alert before it is marked failed, and the first wait between two
+#: (doubled after each: 5, 10, 20, 40 s).
 ALERT_ATTEMPTS = 5
+ALERT_RETRY_SECONDS = 5
 WEBHOOK_TIMEOUT = 10  # seconds
 SIGNATURE_HEADER = "X-Stroke-Portal-Signature"
 TIMESTAMP_HEADER = "X-Stroke-Portal-Timestamp"
@@ -46,7 +48,7 @@ STALE_AFTER = timedelta(minutes=5)
 
 
 class AlertNotSent(Exception):
-    """The channel did not take the alert this time; the task tries again."""
+    """The channel did not take the alert this time."""
 
 
 # --- which alerts a study raises --------------------------------------------------
@@ -109,8 +111,8 @@ def alerts_for_ready_study(*, study_id: int) -> list[int]:
 # --- sending one alert ------------------------------------------------------------
 def alert_send(*, alert_id: int) -> Alert | None:
     """Send one pending alert. None when there was nothing to do (sent, failed, or
-    claimed by another worker). Raises AlertNotSent when the channel failed and
-    attempts remain: the caller (the task) tries again later."""
+    claimed by another worker). When the channel fails and attempts remain, the
+    next attempt is enqueued with backoff; after the last one the alert is failed."""
     alert = Alert.objects.filter(pk=alert_id, state=AlertState.PENDING).first()
     if alert is None or not _claim(alert):
         return None
@@ -155,7 +157,8 @@ def _failed(alert: Alert, reason: str) -> Alert:
     )
     logger.warning("alert %s attempt %s failed: %s", alert.pk, alert.attempts, reason)
     if not final:
-        raise AlertNotSent(reason)
+        wait = ALERT_RETRY_SECONDS * 2 ** (alert.attempts - 1)
+        alert_enqueue(alert_id=alert.pk, countdown=wait)
     alert.refresh_from_db()
     return alert
 

@@ -23,17 +23,18 @@ def delivery_enqueue(*, delivery_id: int) -> None:
     _send_on_commit(delivery_send_task, delivery_id, what="delivery")
 
 
-def alert_enqueue(*, alert_id: int) -> None:
-    """Send one alert in a worker once the current transaction commits."""
+def alert_enqueue(*, alert_id: int, countdown: float | None = None) -> None:
+    """Send one alert in a worker once the current transaction commits (after
+    `countdown` seconds: the backoff of a retry)."""
     from .tasks import alert_send_task
 
-    _send_on_commit(alert_send_task, alert_id, what="alert")
+    _send_on_commit(alert_send_task, alert_id, what="alert", countdown=countdown)
 
 
-def _send_on_commit(task, pk: int, *, what: str) -> None:
+def _send_on_commit(task, pk: int, *, what: str, countdown=None) -> None:
     def send() -> None:
         try:
-            task.apply_async(args=[pk], queue="default")
+            task.apply_async(args=[pk], queue="default", countdown=countdown)
         except BrokerError:
             logger.warning("Broker unreachable: %s %s left to the sweep", what, pk)
 

@@ -38,12 +38,12 @@ def delivery_sweep_task() -> int:
     reject_on_worker_lost=True,
     soft_time_limit=60,
     time_limit=90,
-    # A channel that failed is tried again: 5 s, 10 s, 20 s, ... (the service
-    # marks the alert failed after its last attempt and stops raising).
-    autoretry_for=(alerts.AlertNotSent, *INFRASTRUCTURE_ERRORS),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    max_retries=10,
+    # A channel that failed is not an error of the task: the service records it
+    # and enqueues the next attempt with backoff (alerts.ALERT_RETRY_SECONDS).
+    autoretry_for=INFRASTRUCTURE_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=5,
 )
 def alert_send_task(alert_id: int) -> str:
     sent = alerts.alert_send(alert_id=alert_id)

@@ -148,6 +148,12 @@ class Orthanc:
         with urllib.request.urlopen(url, timeout=10) as response:
             return json.loads(response.read())
 
+    def post(self, path: str, body: str):
+        url = f"http://127.0.0.1:{self.http_port}{path}"
+        request = urllib.request.Request(url, data=body.encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
 
 @pytest.fixture
 def orthanc(tmp_path):
