@@ -9,14 +9,16 @@ from diagnosis.signals import review_saved, study_ready
 from . import alerts, delivery
 
 
-@receiver(study_ready, dispatch_uid="dicomnode-deliver-on-study-ready")
-def deliver_on_study_ready(sender, study_id: int, **kwargs) -> None:
-    delivery.deliveries_for_ready_study(study_id=study_id)
-
-
+# Connected first: the alert is the stroke team's clock, and a worker takes
+# messages in the order they were sent, so it goes out before the deliveries.
 @receiver(study_ready, dispatch_uid="dicomnode-alert-on-study-ready")
 def alert_on_study_ready(sender, study_id: int, **kwargs) -> None:
     alerts.alerts_for_ready_study(study_id=study_id)
+
+
+@receiver(study_ready, dispatch_uid="dicomnode-deliver-on-study-ready")
+def deliver_on_study_ready(sender, study_id: int, **kwargs) -> None:
+    delivery.deliveries_for_ready_study(study_id=study_id)
 
 
 @receiver(review_saved, dispatch_uid="dicomnode-deliver-on-review-saved")

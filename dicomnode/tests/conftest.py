@@ -201,14 +201,14 @@ class WebhookReceiver:
 @pytest.fixture
 def webhook_receiver():
     """A local HTTP server (free port, own thread) that records every POST:
-    {"body": raw bytes, "headers": {...}, "at": time.monotonic()}."""
+    {"body": raw bytes, "headers": {...}, "wall": time.time()}."""
     receiver = WebhookReceiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             receiver.requests.append(
-                {"body": body, "headers": dict(self.headers), "at": time.monotonic()}
+                {"body": body, "headers": dict(self.headers), "wall": time.time()}
             )
             self.send_response(receiver.status)
             self.end_headers()
