@@ -110,18 +110,10 @@ def _report_keep(report: Report) -> Report:
 
 
 def report_dicom_export(*, study: Study) -> tuple[Report, bytes]:
-    """The current report as a zip of DICOM files for the study (see reports.dicom)."""
-    report = report_get_or_render(study=study)
-    content = selectors.report_content(
-        study=study, result=report.ai_result, review=report.review
-    )
-    data = dicom.dicom_zip(
-        content,
-        selectors.report_path(report).read_bytes(),
-        report_uid=report.uid,
-        created_at=report.created_at,
-    )
-    return report, data
+    """The current report as a zip of DICOM files for the study (see reports.dicom):
+    the same instances, with the same UIDs, as are sent to a PACS."""
+    report, objects = report_dicom_objects(study=study)
+    return report, dicom.dicom_zip(objects)
 
 
 def report_dicom_objects(*, study: Study) -> tuple[Report, dict[str, list]]:
