@@ -23,6 +23,7 @@ from django.utils import timezone
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.status import GENERAL_STATUS, STORAGE_SERVICE_CLASS_STATUS
 
 from accounts.audit import AuditContext, audit_record
@@ -214,7 +215,7 @@ def store_scu(
         host,
         port,
         ae_title=called_ae,
-        evt_handlers=[(evt.EVT_REJECTED, _on_rejected, [rejection])],
+        evt_handlers=[(evt.EVT_PDU_RECV, _on_pdu, [rejection])],
     )
     if not assoc.is_established:
         return SendOutcome(False, _no_association(host, port, assoc, rejection))
@@ -224,9 +225,11 @@ def store_scu(
         assoc.release()
 
 
-def _on_rejected(event, rejection: list[str]) -> None:
-    primitive = event.primitive
-    rejection.append(f"{primitive.result_str}: {primitive.reason_str}")
+def _on_pdu(event, rejection: list[str]) -> None:
+    # EVT_REJECTED carries no reason; the A-ASSOCIATE-RJ PDU does.
+    pdu = event.pdu
+    if isinstance(pdu, A_ASSOCIATE_RJ):
+        rejection.append(f"{pdu.result_str}: {pdu.reason_str}")
 
 
 def _store_all(assoc, datasets: list[Dataset]) -> SendOutcome:

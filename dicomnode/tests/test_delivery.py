@@ -330,3 +330,46 @@ def test_panel_shows_clinicians_only_what_was_sent(
     reader_page = as_radiologist.get(url).content.decode()
     assert reader_page.count('data-testid="delivery"') == 3
     assert "PACS1" in reader_page
+
+
+@pytest.fixture
+def refusing_peer():
+    """A pynetdicom Storage SCP (free port, own thread) that answers every C-STORE
+    with 0xA700 Out of Resources, as a full PACS does."""
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    ae = AE(ae_title="FULLPACS")
+    ae.supported_contexts = AllStoragePresentationContexts
+    port = free_port()
+    server = ae.start_server(
+        ("127.0.0.1", port),
+        block=False,
+        evt_handlers=[(evt.EVT_C_STORE, lambda event: 0xA700)],
+    )
+    yield port
+    server.shutdown()
+
+
+def test_peer_refusal_is_recorded_with_its_status(
+    make_ready, destination, refusing_peer, settings
+):
+    settings.DICOM_SEND_ATTEMPTS = 1
+    destination(refusing_peer, ae_title="FULLPACS")
+    study = make_ready()
+    for d in Delivery.objects.filter(study=study):
+        assert d.state == DeliveryState.FAILED
+        assert d.peer_status == "0xA700 Refused: Out of Resources"
+
+
+def test_association_rejected_by_orthanc_is_recorded(
+    make_ready, destination, orthanc, settings
+):
+    # Orthanc checks the called AE title: a destination registered with the wrong
+    # one is rejected at association, and says so.
+    settings.DICOM_SEND_ATTEMPTS = 1
+    destination(orthanc.dicom_port, ae_title="NOTORTHANC")
+    study = make_ready()
+    pdf = Delivery.objects.get(study=study, kind="pdf")
+    assert pdf.state == DeliveryState.FAILED
+    assert pdf.peer_status.startswith("Association rejected")
+    assert orthanc.get("/instances") == []
