@@ -263,18 +263,16 @@ def _bytes(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def dicom_zip(
-    content: ReportContent, pdf: bytes, *, report_uid: uuid.UUID, created_at: datetime
-) -> bytes:
-    """A zip of Part 10 files: REPORT.dcm and KEY01.dcm…, ready to send to a PACS."""
-    header = reference_header(content.study)
-    files = {
-        "REPORT.dcm": encapsulated_pdf(
-            content, pdf, report_uid=report_uid, created_at=created_at, header=header
-        )
-    }
-    for ds in key_images(content, report_uid=report_uid, header=header):
+def dicom_zip(objects: dict[str, list[Dataset]]) -> bytes:
+    """A zip of Part 10 files, ready to send to a PACS: REPORT.dcm, KEY01.dcm… and
+    SR.dcm (when there is one), from the objects by kind ("pdf", "sc", "sr") that
+    reports.services.report_dicom_objects builds."""
+    (document,) = objects["pdf"]
+    files = {"REPORT.dcm": document}
+    for ds in objects["sc"]:
         files[f"KEY{int(ds.InstanceNumber):02d}.dcm"] = ds
+    if objects["sr"]:
+        (files["SR.dcm"],) = objects["sr"]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, ds in files.items():

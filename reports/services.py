@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from diagnosis.models import AIResult, Review, Study
 
-from . import dicom, pdf, selectors
+from . import dicom, pdf, selectors, sr
 from .models import Report
 from .queue import report_enqueue
 from .selectors import ReportUnavailable
@@ -22,6 +22,7 @@ from .selectors import ReportUnavailable
 __all__ = [
     "ReportUnavailable",
     "report_dicom_export",
+    "report_dicom_objects",
     "report_enqueue",
     "report_get_or_render",
     "report_render",
@@ -109,15 +110,39 @@ def _report_keep(report: Report) -> Report:
 
 
 def report_dicom_export(*, study: Study) -> tuple[Report, bytes]:
-    """The current report as a zip of DICOM files for the study (see reports.dicom)."""
+    """The current report as a zip of DICOM files for the study (see reports.dicom):
+    the same instances, with the same UIDs, as are sent to a PACS."""
+    report, objects = report_dicom_objects(study=study)
+    return report, dicom.dicom_zip(objects)
+
+
+def report_dicom_objects(*, study: Study) -> tuple[Report, dict[str, list]]:
+    """The current report's DICOM instances by kind, for sending to a PACS:
+    "pdf" (the Encapsulated PDF), "sc" (the key images) and "sr" (the structured
+    report; none when the model declined the study). The same report gives the
+    same instances (and UIDs) as its DICOM download."""
     report = report_get_or_render(study=study)
     content = selectors.report_content(
         study=study, result=report.ai_result, review=report.review
     )
-    data = dicom.dicom_zip(
+    header = dicom.reference_header(study)
+    document = dicom.encapsulated_pdf(
         content,
         selectors.report_path(report).read_bytes(),
         report_uid=report.uid,
         created_at=report.created_at,
+        header=header,
     )
-    return report, data
+    key_images = dicom.key_images(content, report_uid=report.uid, header=header)
+    objects = {"pdf": [document], "sc": key_images, "sr": []}
+    if content.result is not None:
+        evidence = ([header] if header is not None else []) + key_images + [document]
+        objects["sr"] = [
+            sr.structured_report(
+                content,
+                report_uid=report.uid,
+                created_at=timezone.localtime(report.created_at),
+                evidence=evidence,
+            )
+        ]
+    return report, objects

@@ -351,6 +351,9 @@ CELERY_TASK_ROUTES = {
     # Not behind the studies it rescues, nor held up by a dead inference worker.
     "diagnosis.tasks.study_sweep_task": {"queue": "default"},
     "feedback.tasks.job_sweep_task": {"queue": "default"},
+    # The DICOM node's work (completing received studies, sending results back to
+    # the PACS, alerts): network-bound and light.
+    "dicomnode.tasks.*": {"queue": "default"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A pool process reports to its worker only after worker_process_init, where it loads
@@ -387,6 +390,19 @@ CELERY_BEAT_SCHEDULE["requeue-stalled-retraining-jobs"] = {
     "task": "feedback.tasks.job_sweep_task",
     "schedule": timedelta(seconds=env.int("RETRAIN_SWEEP_SECONDS", default=60)),
     "options": {"expires": 60},
+}
+# Deliveries whose peer was down (or whose message was lost) are sent again once
+# their next attempt is due; alerts whose message was lost likewise.
+DICOM_SEND_SWEEP_SECONDS = env.int("DICOM_SEND_SWEEP_SECONDS", default=15)
+CELERY_BEAT_SCHEDULE["send-pending-deliveries"] = {
+    "task": "dicomnode.tasks.delivery_sweep_task",
+    "schedule": timedelta(seconds=DICOM_SEND_SWEEP_SECONDS),
+    "options": {"expires": DICOM_SEND_SWEEP_SECONDS, "queue": "default"},
+}
+CELERY_BEAT_SCHEDULE["send-pending-alerts"] = {
+    "task": "dicomnode.tasks.alert_sweep_task",
+    "schedule": timedelta(seconds=60),
+    "options": {"expires": 60, "queue": "default"},
 }
 # Retraining when enough confirmed feedback has come in (0 hours = never).
 RETRAIN_EVERY_HOURS = env.int("RETRAIN_EVERY_HOURS", default=24 * 7)

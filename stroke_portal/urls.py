@@ -71,6 +71,8 @@ urlpatterns = [
     path("studies/", include("diagnosis.urls")),
     path("feedback/", include("feedback.urls")),
     path("reports/", include("reports.urls")),
+    # The study page's "Send again" and "Acknowledge alert" (results back, alerts).
+    path("dicomnode/", include("dicomnode.study_urls")),
     path("api/v1/", include((api_v1, "api"))),
     # DICOMweb: STOW-RS, QIDO-RS and WADO-RS, for senders and viewers such as OHIF.
     path("dicomweb/", include("dicomnode.urls")),

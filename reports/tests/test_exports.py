@@ -141,7 +141,16 @@ def test_dicom_export_files_pdf_and_key_images_into_the_study(
 ):
     original = pydicom.dcmread(sorted(series_dir.iterdir())[0])
     files = dicom_files(as_clinician, reviewed_study)
-    assert sorted(files) == ["KEY01.dcm", "KEY02.dcm", "KEY03.dcm", "REPORT.dcm"]
+    assert sorted(files) == [
+        "KEY01.dcm",
+        "KEY02.dcm",
+        "KEY03.dcm",
+        "REPORT.dcm",
+        "SR.dcm",
+    ]
+    # The structured report, in the same study (its content: dicomnode's tests).
+    assert files["SR.dcm"].StudyInstanceUID == original.StudyInstanceUID
+    assert files["SR.dcm"].PreliminaryFlag == "FINAL"  # read by a radiologist
 
     pdf = files["REPORT.dcm"]
     assert pdf.SOPClassUID == EncapsulatedPDFStorage
