@@ -107,6 +107,7 @@ class InstanceOutcome:
     status: int
     comment: str = ""
     duplicate: bool = False
+    study_uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def instance_receive(
         IncomingStudy.objects.filter(pk=incoming.pk).update(
             last_received_at=now, updated_at=now
         )
-    return InstanceOutcome(SUCCESS, duplicate=not created)
+    return InstanceOutcome(SUCCESS, duplicate=not created, study_uid=parsed.study_uid)
 
 
 def parse_instance(data: bytes) -> _Parsed:
@@ -283,6 +284,25 @@ def incoming_complete_quiet(*, now: datetime.datetime | None = None) -> list[int
     return done
 
 
+def incoming_complete_released(*, node: DicomNode, study_uids) -> list[int]:
+    """The sender released the association that sent `study_uids`: complete their
+    collections now when the node is one that sends a study in one association
+    (DicomNode.complete_on_release); otherwise they wait for the quiet time."""
+    if not (node.complete_on_release and study_uids):
+        return []
+    now = timezone.now()
+    collecting = IncomingStudy.objects.filter(
+        node=node,
+        study_instance_uid__in=list(study_uids),
+        state=CollectionState.COLLECTING,
+    )
+    return [
+        pk
+        for pk in collecting.values_list("pk", flat=True)
+        if incoming_complete(incoming_id=pk, now=now, released=True)
+    ]
+
+
 def _due(now: datetime.datetime) -> Q:
     quiet = datetime.timedelta(seconds=settings.DICOM_QUIET_SECONDS)
     stalled = max(datetime.timedelta(seconds=STALLED_SECONDS), 3 * quiet)
@@ -295,10 +315,14 @@ def _due(now: datetime.datetime) -> Q:
     )
 
 
-def incoming_complete(*, incoming_id: int, now: datetime.datetime) -> bool:
-    """Claim one quiet collection and make it a study. False when another process
-    claimed it first or it is no longer due."""
-    claimed = IncomingStudy.objects.filter(_due(now), pk=incoming_id).update(
+def incoming_complete(
+    *, incoming_id: int, now: datetime.datetime, released: bool = False
+) -> bool:
+    """Claim one quiet collection (or, `released`, one still collecting whose sender
+    said it is complete) and make it a study. False when another process claimed
+    it first or it is no longer due."""
+    due = Q(state=CollectionState.COLLECTING) if released else _due(now)
+    claimed = IncomingStudy.objects.filter(due, pk=incoming_id).update(
         state=CollectionState.QUEUED, updated_at=timezone.now()
     )
     if not claimed:

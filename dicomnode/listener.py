@@ -74,6 +74,7 @@ class Listener:
         self.port = settings.DICOM_PORT if port is None else port
         self.complete = complete
         self._nodes: dict[int, object] = {}  # association id -> DicomNode
+        self._studies: dict[int, set[str]] = {}  # association id -> study UIDs sent
         self._stopping = threading.Event()
         self._server = None
         self._timer: threading.Thread | None = None
@@ -119,7 +120,7 @@ class Listener:
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
-            (evt.EVT_RELEASED, self._on_closed),
+            (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_closed),
             (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
@@ -172,14 +173,30 @@ class Listener:
             # may send it again.
             logger.exception("Could not store an instance from %s", node.ae_title)
             return 0xA700
+        if outcome.study_uid:
+            self._studies.setdefault(id(event.assoc), set()).add(outcome.study_uid)
         status = Dataset()
         status.Status = outcome.status
         if outcome.comment:
             status.ErrorComment = outcome.comment
         return status
 
+    def _on_released(self, event) -> None:
+        """A normal release: the sender says it has sent what it meant to. Nodes
+        that send a study per association have it completed now (an abort leaves
+        the collection to the quiet time)."""
+        node = self._nodes.get(id(event.assoc))
+        studies = self._studies.get(id(event.assoc), set())
+        if node is not None and studies:
+            try:
+                ingest.incoming_complete_released(node=node, study_uids=studies)
+            except Exception:  # the quiet time completes it instead
+                logger.exception("Completing on release from %s failed", node)
+        self._on_closed(event)
+
     def _on_closed(self, event) -> None:
         self._nodes.pop(id(event.assoc), None)
+        self._studies.pop(id(event.assoc), None)
         connections.close_all()  # the association's thread, and its connection, end
 
     def _complete_loop(self) -> None:

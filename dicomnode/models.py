@@ -34,6 +34,14 @@ class DicomNode(BaseModel):
     sends_studies = models.BooleanField(
         default=True, help_text="May send studies to the portal (C-STORE, STOW)."
     )
+    # For senders that send a whole study in one association (most scanners): the
+    # study is complete when they release it, without waiting for the quiet time.
+    complete_on_release = models.BooleanField(
+        "Complete a study when the sender releases its association",
+        default=False,
+        help_text="For scanners that send each study in one association: it is "
+        "analysed at once instead of after the quiet time.",
+    )
     receives_results = models.BooleanField(
         default=False,
         help_text="Results (PDF, key images, structured report) are sent to it.",

@@ -50,6 +50,7 @@ class NodeForm(forms.ModelForm):
             "port",
             "site",
             "sends_studies",
+            "complete_on_release",
             "receives_results",
         ]
         help_texts = {

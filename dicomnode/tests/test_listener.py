@@ -190,3 +190,19 @@ def test_phantom_series_with_its_localizer_is_one_study(listener):
     assert "localizer" in reasons.lower()
     assert study.slice_count == len(slices)
     assert study.site is not None and study.received_from == "SCANNER1"
+
+
+def test_a_node_that_sends_a_study_per_association_has_it_completed_on_release(
+    listener, scanner, synthetic_series, settings
+):
+    # A quiet time far longer than the test: only the release can complete it.
+    settings.DICOM_QUIET_SECONDS = 600
+    result = storescu(listener.port, synthetic_series[:4])
+    assert result.returncode == 0, result.stderr
+    assert queued_study(timeout=2) is None  # this node waits for the quiet time
+    DicomNode.objects.filter(pk=scanner.pk).update(complete_on_release=True)
+    result = storescu(listener.port, synthetic_series[4:])
+    assert result.returncode == 0, result.stderr
+    study = queued_study(timeout=15)
+    assert study is not None and study.slice_count == 8
+    assert IncomingStudy.objects.get().state == CollectionState.QUEUED
