@@ -16,6 +16,7 @@ It prints the times from the last instance sent to each of these, and then the
 same for N scanners sending at once (--scanners, default 5).
 
     .venv/bin/python bench/e2e_dicom_node.py [--quiet 10] [--scanners 5]
+        [--complete-on-release]
 """
 
 from __future__ import annotations
@@ -136,6 +137,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quiet", type=float, default=10.0)
     parser.add_argument("--scanners", type=int, default=5)
+    parser.add_argument(
+        "--complete-on-release",
+        action="store_true",
+        help="register the scanners as sending a study per association",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="e2e-dicom-"))
     hooks = Hooks()
@@ -170,7 +176,8 @@ def main() -> int:
     passwords = dict(re.findall(r"(demo-\w+)\s+(\w{16})", manage("demo_users")))
     manage("model_ensure")
     nodes = "\n".join(
-        f"DicomNode.objects.create(name='CT {k}', ae_title='SCANNER{k}', site=site)"
+        f"DicomNode.objects.create(name='CT {k}', ae_title='SCANNER{k}', site=site, "
+        f"complete_on_release={args.complete_on_release})"
         for k in range(1, args.scanners + 1)
     )
     manage(
@@ -282,6 +289,7 @@ def one(args, files, dicom_port, base, token, pacs_http, hooks) -> dict:
         "echoscu_ok": echo.returncode == 0,
         "slices_sent": len(files),
         "quiet_seconds": args.quiet,
+        "complete_on_release": args.complete_on_release,
         "to_listed_by_qido_s": round(seen_at - sent, 1),
         "to_results_in_orthanc_s": round(pacs_at - sent, 1),
         "to_webhook_s": round(hook_at - sent, 1),
