@@ -5,9 +5,11 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
 
 
 def uploads_root() -> Path:
@@ -59,3 +61,20 @@ def store_upload(source: Path, sha256: str) -> tuple[Path, bool]:
 def remove_quietly(paths) -> None:
     for path in paths:
         Path(path).unlink(missing_ok=True)
+
+
+def lock_contents(sha256s: Iterable[str]) -> None:
+    """Transaction-scoped PostgreSQL advisory locks on file contents (by sha256),
+    taken in one order so that two writers cannot deadlock: an upload, a received
+    instance and the removal of a completed collection's copy of the same content
+    never interleave. SQLite needs none: its transactions start IMMEDIATE, one
+    writer at a time."""
+    if connection.vendor != "postgresql":
+        return
+    keys = sorted({int(sha[:15], 16) for sha in sha256s})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM "
+            "(SELECT unnest(%s::bigint[]) AS k ORDER BY k) AS keys",
+            [keys],
+        )

@@ -28,13 +28,14 @@ from pathlib import Path
 
 import pydicom
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydicom.errors import InvalidDicomError
 
 from accounts.audit import AuditContext, audit_record
 from accounts.models import AuditOutcome
+from diagnosis import storage
 from diagnosis.models import Arrival, Study
 from diagnosis.services import (
     MergeOutcome,
@@ -133,7 +134,7 @@ def instance_receive(
     sha256 = hashlib.sha256(data).hexdigest()
     now = timezone.now()
     with transaction.atomic():
-        _lock_contents([sha256])  # against a completion removing this content
+        storage.lock_contents([sha256])  # against a completion removing this content
         incoming = _collection(node, parsed.study_uid, now)
         created = _instance_row(incoming, parsed, sha256, data, now)
         IncomingStudy.objects.filter(pk=incoming.pk).update(
@@ -251,21 +252,6 @@ def _write(path: Path, data: bytes) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-
-
-def _lock_contents(sha256s) -> None:
-    """Transaction-scoped advisory locks on contents (PostgreSQL; SQLite runs one
-    writer at a time), so that storing an instance and removing a completed
-    collection's copy of the same content never interleave."""
-    if connection.vendor != "postgresql":
-        return
-    keys = sorted({int(sha[:15], 16) for sha in sha256s})
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM "
-            "(SELECT unnest(%s::bigint[]) AS k ORDER BY k) AS keys",
-            [keys],
-        )
 
 
 # --- Complete collections ---------------------------------------------------------
@@ -416,7 +402,7 @@ def _remove_files(files: list[StoredFile]) -> None:
     collection still collecting holds the same content."""
     shas = {f.sha256 for f in files}
     with transaction.atomic():
-        _lock_contents(shas)
+        storage.lock_contents(shas)
         held = set(
             IncomingInstance.objects.filter(
                 sha256__in=shas, incoming__state=CollectionState.COLLECTING

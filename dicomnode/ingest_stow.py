@@ -4,7 +4,6 @@ the listener's studies; each instance is referenced or failed with a reason."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from django.utils import timezone
 
 from accounts.audit import AuditContext, audit_record
 from accounts.models import AuditOutcome
+from diagnosis import storage
 from diagnosis.models import Arrival, Study
 from diagnosis.services import Origin, StoredFile, UploadError, study_receive
 
@@ -89,7 +89,8 @@ def _stow_instance(path: Path, study_uid: str | None) -> StowInstance:
 
 def _stow_study(user, group: list[StowInstance], audit) -> Study | None:
     files = [
-        StoredFile(i.path, f"{i.sop_uid}.dcm", _sha256_file(i.path)) for i in group
+        StoredFile(i.path, f"{i.sop_uid}.dcm", storage.file_sha256(i.path))
+        for i in group
     ]
     origin = Origin(
         uploaded_by=user,
@@ -110,14 +111,6 @@ def _stow_study(user, group: list[StowInstance], audit) -> Study | None:
         if reason is not None:
             item.failure, item.reason = PROCESSING_FAILURE, f"set aside: {reason}"
     return outcome.study
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _stow_refuse_record(user, instances: list[StowInstance], audit) -> None:

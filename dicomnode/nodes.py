@@ -43,16 +43,8 @@ def ae_title_validate(value: str) -> str:
 class NodeForm(forms.ModelForm):
     class Meta:
         model = DicomNode
-        fields = [
-            "name",
-            "ae_title",
-            "host",
-            "port",
-            "site",
-            "sends_studies",
-            "complete_on_release",
-            "receives_results",
-        ]
+        # What an admin edits: every audited field but `active` (its own button).
+        fields = [f for f in registry.NODE_FIELDS if f != "active"]
         help_texts = {
             "host": "Optional: only this address may send as this AE title.",
             "port": "Its own DICOM port, where results are sent (destinations).",

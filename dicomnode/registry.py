@@ -17,6 +17,7 @@ NODE_FIELDS = (
     "port",
     "site",
     "sends_studies",
+    "complete_on_release",
     "receives_results",
     "active",
 )

@@ -23,7 +23,6 @@ from .upload import (
     _content_hash,
     _dicom_metadata,
     _file_rows,
-    _lock_contents,
     _rejected,
     _store,
     _warnings,
@@ -77,7 +76,7 @@ def _merge_save(study_id, union, result, last_instance_at, audit) -> MergeOutcom
         blocked = _blocked(study)  # a worker or a reading may have come meanwhile
         if blocked is not None:
             return blocked
-        _lock_contents(f.sha256 for f in used)
+        storage.lock_contents(f.sha256 for f in used)
         new_files = []
         try:
             stored = _store(used, new_files)

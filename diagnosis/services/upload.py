@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.audit import AuditContext, audit_record
@@ -315,7 +315,7 @@ def _study_save(
     consumed = set(result.consumed)
     used = [f for f in spooled if f.name in consumed] or spooled
     with transaction.atomic():
-        _lock_contents(f.sha256 for f in used)
+        storage.lock_contents(f.sha256 for f in used)
         existing = origin.existing(content_hash)
         if existing is not None:
             return StudyCreateOutcome(study=existing, created=False)
@@ -354,21 +354,6 @@ def _store(used: list[StoredFile], new_files: list[Path]) -> list[StoredFile]:
             new_files.append(target)
         stored.append(StoredFile(target, spooled.name, spooled.sha256))
     return stored
-
-
-def _lock_contents(sha256s: Iterable[str]) -> None:
-    """Transaction-scoped PostgreSQL advisory locks on the files' contents, taken in
-    one order so that two uploads cannot deadlock. SQLite needs none: its
-    transactions start IMMEDIATE, one writer at a time."""
-    if connection.vendor != "postgresql":
-        return
-    keys = sorted({int(sha[:15], 16) for sha in sha256s})
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM "
-            "(SELECT unnest(%s::bigint[]) AS k ORDER BY k) AS keys",
-            [keys],
-        )
 
 
 def _audit_created(study: Study, *, origin: Origin, files: int, audit) -> None:
