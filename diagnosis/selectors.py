@@ -28,6 +28,7 @@ from stroke_portal.dates import day_start
 from . import findings, ml_adapter, storage
 from .models import (
     AIResult,
+    Arrival,
     Review,
     Slice,
     Study,
@@ -339,13 +340,15 @@ def reading_state(
 
 
 def analysis_time_words(*, study: Study) -> str:
-    """ "0.7 s after upload", or, for an analysis that was run again, "0.3 s after
-    it was queued again": the time is counted from the latest queueing."""
+    """ "0.7 s after upload" ("after it arrived" for a study a scanner or PACS
+    sent), or, for an analysis that was run again, "0.3 s after it was queued
+    again": the time is counted from the latest queueing."""
     seconds = study.seconds_to_result
     if seconds is None:
         return ""
     rerun = study.results.count() > 1
-    since = "it was queued again" if rerun else "upload"
+    first = "upload" if study.arrival == Arrival.UPLOAD else "it arrived"
+    since = "it was queued again" if rerun else first
     return f"{seconds:.1f} s after {since}"
 
 

@@ -51,6 +51,8 @@ def test_site_clinician_sees_the_study_received_from_the_node(
     client.force_login(site_clinician)
     page = client.get(f"/studies/{network_study.pk}/").content.decode()
     assert "received from SCANNER1 (Northside ED)" in page
+    # Said once, and the analysis time counted from its arrival, not an upload.
+    assert "received 20" not in page and "after upload" not in page
     assert "None" not in page.split("<h1", 1)[1].split("</h1>", 1)[0]
     worklist = client.get("/studies/").content.decode()
     assert "received from SCANNER1 (Northside ED)" in worklist
