@@ -134,3 +134,45 @@ def browser():
         )
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def worker(transactional_db):
+    """A real Celery worker (a thread, the solo pool) on the test broker, taking
+    the default and inference queues, for tests that run tasks as production does."""
+    from celery.contrib.testing.worker import start_worker
+    from celery.signals import task_postrun
+    from django.db import connections
+
+    from stroke_portal.celery import app
+
+    # The worker thread's database connection must close after each task, or the
+    # test database cannot be dropped at the end of the run.
+    def close_connections(**kwargs):
+        connections.close_all()
+
+    task_postrun.connect(close_connections, weak=False)
+    with start_worker(
+        app,
+        pool="solo",
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=10,
+        queues=["default", "inference"],
+    ):
+        yield
+    task_postrun.disconnect(close_connections)
+
+
+@pytest.fixture
+def demo_passwords(transactional_db, settings, tmp_path):
+    """The demo accounts `make run` creates, and their passwords, by username."""
+    import re
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.DATA_DIR = tmp_path
+    out = StringIO()
+    call_command("demo_users", stdout=out)
+    return dict(re.findall(r"(demo-\w+)\s+(\w{16})", out.getvalue()))

@@ -7,17 +7,11 @@ Screenshots land in test-artifacts/ for a person to look at.
 """
 
 import re
-from io import StringIO
 from pathlib import Path
 
 import pytest
-from celery.contrib.testing.worker import start_worker
-from celery.signals import task_postrun
-from django.core.management import call_command
-from django.db import connections
 
 from diagnosis.models import Study, StudyStatus
-from stroke_portal.celery import app
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -29,34 +23,6 @@ pytestmark = [
         reason="Debian's chromium is not installed (apt install chromium)",
     ),
 ]
-
-
-@pytest.fixture
-def worker(transactional_db):
-    # The worker thread's database connection must close after each task, or the
-    # test database cannot be dropped at the end of the run.
-    def close_connections(**kwargs):
-        connections.close_all()
-
-    task_postrun.connect(close_connections, weak=False)
-    with start_worker(
-        app,
-        pool="solo",
-        perform_ping_check=False,
-        loglevel="WARNING",
-        shutdown_timeout=10,
-        queues=["default", "inference"],
-    ):
-        yield
-    task_postrun.disconnect(close_connections)
-
-
-@pytest.fixture
-def demo_passwords(transactional_db, settings, tmp_path):
-    settings.DATA_DIR = tmp_path
-    out = StringIO()
-    call_command("demo_users", stdout=out)
-    return dict(re.findall(r"(demo-\w+)\s+(\w{16})", out.getvalue()))
 
 
 def sign_in(browser, base, username, password):

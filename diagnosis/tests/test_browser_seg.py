@@ -17,17 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from celery.contrib.testing.worker import start_worker
-from celery.signals import task_postrun
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connections
 from PIL import Image
 
 from diagnosis import ml_adapter
 from diagnosis.models import Study, StudyStatus
 from ml.synthetic import make_phantom, write_dicom_series
-from stroke_portal.celery import app
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -49,34 +45,6 @@ pytestmark = [
         reason=f"the shipped model is not in this checkout ({SHIPPED}/model.json)",
     ),
 ]
-
-
-@pytest.fixture
-def worker(transactional_db):
-    # The worker thread's database connection must close after each task, or the
-    # test database cannot be dropped at the end of the run.
-    def close_connections(**kwargs):
-        connections.close_all()
-
-    task_postrun.connect(close_connections, weak=False)
-    with start_worker(
-        app,
-        pool="solo",
-        perform_ping_check=False,
-        loglevel="WARNING",
-        shutdown_timeout=10,
-        queues=["default", "inference"],
-    ):
-        yield
-    task_postrun.disconnect(close_connections)
-
-
-@pytest.fixture
-def demo_passwords(transactional_db, settings, tmp_path):
-    settings.DATA_DIR = tmp_path
-    out = StringIO()
-    call_command("demo_users", stdout=out)
-    return dict(re.findall(r"(demo-\w+)\s+(\w{16})", out.getvalue()))
 
 
 @pytest.fixture

@@ -4,36 +4,14 @@ enqueued, so that a series sent by storescu ends ready without the listener's ow
 timer."""
 
 import pytest
-from celery.contrib.testing.worker import start_worker
-from celery.signals import task_postrun
-from django.db import connections
 
 from diagnosis.models import Arrival, Study, StudyStatus
 from dicomnode.listener import Listener
 from dicomnode.queue import incoming_complete_send
-from stroke_portal.celery import app
 
 from .conftest import DCMTK, storescu, wait_for
 
 pytestmark = [DCMTK, pytest.mark.slow]
-
-
-@pytest.fixture
-def worker(transactional_db):
-    def close_connections(**kwargs):
-        connections.close_all()
-
-    task_postrun.connect(close_connections, weak=False)
-    with start_worker(
-        app,
-        pool="solo",
-        perform_ping_check=False,
-        loglevel="WARNING",
-        shutdown_timeout=10,
-        queues=["default", "inference"],
-    ):
-        yield
-    task_postrun.disconnect(close_connections)
 
 
 def test_beat_task_completes_a_received_study_and_the_worker_analyses_it(
