@@ -39,4 +39,23 @@ def broker_queue_length(task_name: str) -> int | None:
         return None
 
 
-__all__ = ["INFRASTRUCTURE_ERRORS", "BrokerError", "broker_queue_length"]
+def broker_reachable(*, timeout: float = 1.0) -> bool:
+    """Whether the Celery broker accepts a connection within ``timeout`` seconds."""
+    from stroke_portal.celery import app
+
+    try:
+        with app.connection_for_read(connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+            connection.default_channel  # Redis connects lazily: ask for a channel
+        return True
+    except Exception:  # whatever the transport raises when it cannot connect
+        logger.warning("Readiness: the broker does not answer", exc_info=True)
+        return False
+
+
+__all__ = [
+    "INFRASTRUCTURE_ERRORS",
+    "BrokerError",
+    "broker_queue_length",
+    "broker_reachable",
+]

@@ -87,6 +87,7 @@ urlpatterns = [
         name="api-docs",
     ),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
 ]
 
 handler403 = "stroke_portal.views.permission_denied"

@@ -4,9 +4,11 @@ API docs page under the portal's Content-Security-Policy."""
 import base64
 import hashlib
 import re
+import uuid
 from functools import cache
 
 from django.contrib.auth.decorators import login_not_required
+from django.core.cache import cache as portal_cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -20,6 +22,7 @@ from accounts.audit import Action, AuditContext, audit_record
 from accounts.middleware import csp_with, refusal_context
 from accounts.models import AuditOutcome
 from accounts.permissions import HasRole
+from stroke_portal.infrastructure import broker_reachable
 
 
 def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
@@ -58,12 +61,48 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness for load balancers and docker-compose: no patient data here."""
+    if not _database_reachable():
+        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
+    return JsonResponse({"status": "ok"})
+
+
+def _database_reachable() -> bool:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
+        return True
     except Exception:
-        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
-    return JsonResponse({"status": "ok"})
+        return False
+
+
+def _cache_reachable() -> bool:
+    # The portal's cache turns an unreachable Redis into misses (stroke_portal.cache),
+    # so only a value written and read back tells that it is there.
+    key = f"readyz:{uuid.uuid4().hex}"
+    portal_cache.set(key, "1", 10)
+    found = portal_cache.get(key) == "1"
+    portal_cache.delete(key)
+    return found
+
+
+@login_not_required
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness for load balancers and monitoring: 503 when the database or the
+    broker (which carries every study to the workers) is unreachable. A cache that
+    is down is reported but does not fail it: pages work without it. No patient
+    data here."""
+    checks = {
+        "database": _database_reachable(),
+        "broker": broker_reachable(),
+        "cache": _cache_reachable(),
+    }
+    ready = checks["database"] and checks["broker"]
+    body = {
+        "status": "ok" if ready else "error",
+        **{name: "ok" if ok else "unreachable" for name, ok in checks.items()},
+    }
+    return JsonResponse(body, status=200 if ready else 503)
 
 
 @cache

@@ -28,6 +28,7 @@ PUBLIC = {
     "accounts:password-reset-complete",
     "api:token-create",
     "healthz",
+    "readyz",
 }
 SAMPLE_VALUES = ("1", "accounts", "x")
 
