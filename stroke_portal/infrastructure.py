@@ -46,7 +46,6 @@ def broker_reachable(*, timeout: float = 1.0) -> bool:
     try:
         with app.connection_for_read(connect_timeout=timeout) as connection:
             connection.ensure_connection(max_retries=1, timeout=timeout)
-            connection.default_channel  # Redis connects lazily: ask for a channel
         return True
     except Exception:  # whatever the transport raises when it cannot connect
         logger.warning("Readiness: the broker does not answer", exc_info=True)
