@@ -101,3 +101,32 @@ def stub_analysis(monkeypatch):
     stub = Stub()
     monkeypatch.setattr(ml_adapter, "analyse", stub)
     return stub
+
+
+#: The synthetic head of the browser tests with the shipped model: a 512-px
+#: intraparenchymal bleed, as the model reads real scans.
+BLEED_PHANTOM = {"label": "hemorrhagic", "lesion": "intraparenchymal", "size": 512}
+
+
+@pytest.fixture
+def shipped_model(transactional_db, settings, tmp_path):
+    """The shipped model (models/ich-seg-ctich), activated as a fresh `make run`
+    activates it."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.MODELS_DIR = tmp_path / "models"
+    ml_adapter._loaded.clear()
+    call_command("model_ensure", stdout=StringIO())
+    yield
+    ml_adapter._loaded.clear()
+
+
+@pytest.fixture
+def bleed_series(tmp_path):
+    """(phantom, files): the bleed phantom written as a 512-px DICOM series."""
+    phantom = make_phantom(**BLEED_PHANTOM, seed=1)
+    folder = tmp_path / "series"
+    write_dicom_series(phantom, folder, patient_id="SEG-E2E-1", uid_seed="seg-e2e")
+    return phantom, sorted(folder.iterdir())

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from diagnosis.models import Study, StudyStatus
+from tests.browser import ARTIFACTS, sign_in
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 pytestmark = [
     pytest.mark.browser,
@@ -23,19 +23,6 @@ pytestmark = [
         reason="Debian's chromium is not installed (apt install chromium)",
     ),
 ]
-
-
-def sign_in(browser, base, username, password):
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.js_errors = errors
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base}/")
-    return page
 
 
 def test_upload_process_worklist_view_and_review(

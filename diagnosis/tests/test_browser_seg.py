@@ -12,26 +12,21 @@ import io
 import re
 import shutil
 import subprocess
-from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 from PIL import Image
 
 from diagnosis import ml_adapter
 from diagnosis.models import Study, StudyStatus
-from ml.synthetic import make_phantom, write_dicom_series
+from tests.browser import ARTIFACTS, sign_in
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SHIPPED = Path(settings.SHIPPED_MODEL_DIR)
 #: The outline colour of ml_adapter.CONTOUR_RGBA.
 OUTLINE = np.array(ml_adapter.CONTOUR_RGBA[:3])
-PHANTOM = {"label": "hemorrhagic", "lesion": "intraparenchymal", "size": 512}
-PHANTOM_SEED = 1
 
 pytestmark = [
     pytest.mark.browser,
@@ -45,37 +40,6 @@ pytestmark = [
         reason=f"the shipped model is not in this checkout ({SHIPPED}/model.json)",
     ),
 ]
-
-
-@pytest.fixture
-def shipped_model(transactional_db, settings, tmp_path):
-    """The shipped model, activated as a fresh `make run` activates it."""
-    settings.MODELS_DIR = tmp_path / "models"
-    ml_adapter._loaded.clear()
-    call_command("model_ensure", stdout=StringIO())
-    yield
-    ml_adapter._loaded.clear()
-
-
-@pytest.fixture
-def bleed_series(tmp_path):
-    phantom = make_phantom(**PHANTOM, seed=PHANTOM_SEED)
-    folder = tmp_path / "series"
-    write_dicom_series(phantom, folder, patient_id="SEG-E2E-1", uid_seed="seg-e2e")
-    return phantom, sorted(folder.iterdir())
-
-
-def sign_in(browser, base, username, password):
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.js_errors = errors
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base}/")
-    return page
 
 
 def outline_pixels(rgb: np.ndarray) -> np.ndarray:
