@@ -3,6 +3,8 @@ from django.db import models
 
 from stroke_portal.models import BaseModel
 
+from .findings import HEMORRHAGE, card_finding
+
 
 class StudyStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -49,8 +51,18 @@ def worklist_bucket(*, status: str, reviewed: bool) -> int:
 
 def reading_agrees(result, *, final_label: str, stroke_type: str) -> bool:
     """A reading agrees with an AI result (an AIResult, or None) when its label is
-    the AI's and, for a stroke, neither names a type the other contradicts."""
-    if result is None or result.label != final_label:
+    the AI's and, for a stroke, neither names a type the other contradicts.
+
+    A hemorrhage model answers one question, bleed or no bleed: a reading of an
+    ischemic stroke agrees with its "no hemorrhage suspected" and differs from its
+    "suspected intracranial hemorrhage"; a stroke of unspecified type is read as
+    the bleed it called."""
+    if result is None:
+        return False
+    if card_finding(result.model_version.card) == HEMORRHAGE:
+        bleed = final_label == "stroke" and stroke_type != "ischemic"
+        return bleed == (result.label == "stroke")
+    if result.label != final_label:
         return False
     return not (stroke_type and result.stroke_type) or stroke_type == result.stroke_type
 
@@ -265,6 +277,16 @@ class AIResult(BaseModel):
         null=True, blank=True, help_text="A segmenting model's lesion volume (mL)."
     )
     timings = models.JSONField(default=dict, blank=True)
+
+    def as_reading(self) -> tuple[str, str]:
+        """(final_label, stroke_type) of a reading that says what this result says,
+        for "Agree with the AI": a hemorrhage model's suspected bleed is read as a
+        hemorrhagic stroke."""
+        if self.label == Label.STROKE and (
+            card_finding(self.model_version.card) == HEMORRHAGE
+        ):
+            return self.label, StrokeType.HEMORRHAGIC
+        return self.label, self.stroke_type
 
     class Meta:
         ordering = ["-created_at"]

@@ -351,7 +351,7 @@ def study_review(request: HttpRequest, pk: int) -> HttpResponse:
     data = request.POST.copy()
     result = study.current_result
     if "agree" in data and result is not None:
-        data["final_label"], data["stroke_type"] = result.label, result.stroke_type
+        data["final_label"], data["stroke_type"] = result.as_reading()
     form = ReviewForm(data)
     if not form.is_valid():
         messages.error(request, "The review was not saved: choose the final finding.")

@@ -199,3 +199,63 @@ def test_only_an_admin_is_offered_to_reprocess_a_finished_study(
     assert button not in page_of(as_radiologist, ready)
     Study.objects.filter(pk=ready.pk).update(status="processing")
     assert button not in page_of(as_admin, ready)
+
+
+@pytest.fixture
+def bleed_called(as_clinician, series_dir, monkeypatch, active_model, stub_analysis):
+    """A study a hemorrhage model (its card declares the finding) called a bleed."""
+    active_model.card = {"extra": {"finding": "hemorrhage"}}
+    active_model.save()
+    monkeypatch.setattr("diagnosis.tasks.study_process_task.delay", lambda pk: None)
+    as_clinician.post(
+        reverse("diagnosis:study-upload"), {"files": uploads_of(series_dir)}
+    )
+    study = Study.objects.get()
+    stub_analysis.next = fake_analysis(label="stroke", probability=0.91)
+    assert study_process_task.apply(args=[study.pk]).result == "done"
+    return study
+
+
+def agreement_of(client, study) -> str:
+    html = page_of(client, study)
+    return html.split('data-testid="reading-agreement">')[1].split("</span>")[0]
+
+
+def test_an_ischemic_stroke_read_on_a_called_bleed_differs_from_the_ai(
+    bleed_called, as_radiologist
+):
+    """The reading's label is the AI's ("stroke"), but the hemorrhage model called a
+    bleed and the reader saw an infarct: that is not agreement."""
+    html = page_of(as_radiologist, bleed_called)
+    assert 'data-testid="reading-hint"' in html
+    as_radiologist.post(
+        reverse("diagnosis:study-review", args=[bleed_called.pk]),
+        {"final_label": "stroke", "stroke_type": "ischemic"},
+    )
+    assert agreement_of(as_radiologist, bleed_called) == "differs from the AI"
+    assert bleed_called.current_review.agrees_with_ai is False
+
+
+def test_agreeing_with_a_called_bleed_saves_a_hemorrhagic_stroke(
+    bleed_called, as_radiologist
+):
+    as_radiologist.post(
+        reverse("diagnosis:study-review", args=[bleed_called.pk]), {"agree": "1"}
+    )
+    review = bleed_called.current_review
+    assert (review.final_label, review.stroke_type) == ("stroke", "hemorrhagic")
+    assert review.agrees_with_ai is True
+    assert agreement_of(as_radiologist, bleed_called) == "agrees with the AI"
+
+
+def test_an_ischemic_stroke_agrees_with_no_bleed_suspected(
+    bleed_called, as_radiologist, as_admin, stub_analysis
+):
+    as_admin.post(reverse("diagnosis:study-reprocess", args=[bleed_called.pk]))
+    stub_analysis.next = fake_analysis(label="normal", probability=0.05)
+    assert study_process_task.apply(args=[bleed_called.pk]).result == "done"
+    read_as = {"final_label": "stroke", "stroke_type": "ischemic"}
+    as_radiologist.post(
+        reverse("diagnosis:study-review", args=[bleed_called.pk]), read_as
+    )
+    assert agreement_of(as_radiologist, bleed_called) == "agrees with the AI"
