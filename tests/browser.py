@@ -1,9 +1,25 @@
-"""What the browser tests share: signing in through the login page as a person does."""
+"""What the browser tests share: Debian's Chromium, the marks that skip without it
+(or without the shipped model), and signing in through the login page."""
 
 from pathlib import Path
 
+import pytest
+from django.conf import settings
+
+#: Debian's Chromium, which Playwright drives (never a browser it downloads).
+CHROMIUM = Path("/usr/bin/chromium")
 #: Screenshots for a person to look at (gitignored).
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+SHIPPED = Path(settings.SHIPPED_MODEL_DIR)
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Debian's chromium is not installed (apt install chromium)",
+)
+needs_shipped_model = pytest.mark.skipif(
+    not (SHIPPED / "model.json").is_file(),
+    reason=f"the shipped model is not in this checkout ({SHIPPED}/model.json)",
+)
 
 
 def sign_in(

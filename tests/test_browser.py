@@ -6,20 +6,15 @@ land in test-artifacts/ for a person to look at.
 
 import re
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+from tests.browser import ARTIFACTS, needs_chromium
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt install chromium)",
-    ),
+    needs_chromium,
 ]
 
 # What each role must see in its navigation, and what it must not.

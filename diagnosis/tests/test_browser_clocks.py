@@ -2,22 +2,18 @@
 Chromium, with Playwright's clock moved on instead of waiting)."""
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
-from .test_worklist_pages import add_studies
+from tests.browser import needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
+from .test_worklist_pages import add_studies
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt install chromium)",
-    ),
+    needs_chromium,
     pytest.mark.django_db(transaction=True),
 ]
 

@@ -7,21 +7,15 @@ Screenshots land in test-artifacts/ for a person to look at.
 """
 
 import re
-from pathlib import Path
 
 import pytest
 
 from diagnosis.models import Study, StudyStatus
-from tests.browser import ARTIFACTS, sign_in
-
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.browser import ARTIFACTS, needs_chromium, sign_in
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt install chromium)",
-    ),
+    needs_chromium,
 ]
 
 

@@ -16,29 +16,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.conf import settings
 from PIL import Image
 
 from diagnosis import ml_adapter
 from diagnosis.models import Study, StudyStatus
-from tests.browser import ARTIFACTS, sign_in
+from tests.browser import ARTIFACTS, needs_chromium, needs_shipped_model, sign_in
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHIPPED = Path(settings.SHIPPED_MODEL_DIR)
 #: The outline colour of ml_adapter.CONTOUR_RGBA.
 OUTLINE = np.array(ml_adapter.CONTOUR_RGBA[:3])
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt install chromium)",
-    ),
-    pytest.mark.skipif(
-        not (SHIPPED / "model.json").is_file(),
-        reason=f"the shipped model is not in this checkout ({SHIPPED}/model.json)",
-    ),
+    needs_chromium,
+    needs_shipped_model,
 ]
 
 

@@ -11,45 +11,42 @@ trust-clinician-list.png and trust-key-image.png.
 import io
 import re
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from django.conf import settings
 from PIL import Image
 
 from diagnosis.models import Study, StudyStatus
 from reports.images import BANNER_FILL
-from tests.browser import ARTIFACTS, sign_in
-
-CHROMIUM = Path("/usr/bin/chromium")
-SHIPPED = Path(settings.SHIPPED_MODEL_DIR)
+from tests.browser import ARTIFACTS, needs_chromium, needs_shipped_model, sign_in
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt install chromium)",
-    ),
-    pytest.mark.skipif(
-        not (SHIPPED / "model.json").is_file(),
-        reason=f"the shipped model is not in this checkout ({SHIPPED}/model.json)",
-    ),
+    needs_chromium,
+    needs_shipped_model,
 ]
 
 
-def upload_and_wait(page, files, patient_id: str) -> Study:
+@pytest.fixture
+def uploaded(browser, live_server, worker, demo_passwords, shipped_model, bleed_series):
+    """(the clinician's page, the study): the bleed series uploaded through the form
+    and analysed by the shipped model on a real worker."""
+    _, files = bleed_series
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = sign_in(
+        browser, live_server.url, "demo-clinician", demo_passwords["demo-clinician"]
+    )
     page.get_by_role("link", name="Upload").first.click()
     page.set_input_files("#id_files", [str(p) for p in files])
-    page.get_by_label("Patient ID / MRN").fill(patient_id)
+    page.get_by_label("Patient ID / MRN").fill("TRUST-1")
     page.get_by_role("button", name="Upload and analyse").click()
     page.wait_for_url(re.compile(r"/studies/\d+/$"), timeout=120_000)
     page.locator('#study-status[data-status="ready"]').wait_for(timeout=120_000)
-    study = Study.objects.get(patient_id=patient_id)
+    study = Study.objects.get(patient_id="TRUST-1")
     assert study.status == StudyStatus.READY, study.error_message
-    return study
+    return page, study
 
 
 def beside(a: dict, b: dict) -> bool:
@@ -63,15 +60,10 @@ def beside(a: dict, b: dict) -> bool:
 
 
 def test_the_reader_decides_unled_and_the_clinician_sees_the_reading_first(
-    browser, live_server, worker, demo_passwords, shipped_model, bleed_series
+    browser, live_server, demo_passwords, uploaded
 ):
-    _, files = bleed_series
-    ARTIFACTS.mkdir(exist_ok=True)
+    clinician, study = uploaded
     base = live_server.url
-    clinician = sign_in(
-        browser, base, "demo-clinician", demo_passwords["demo-clinician"]
-    )
-    study = upload_and_wait(clinician, files, "TRUST-1")
 
     reader = sign_in(
         browser, base, "demo-radiologist", demo_passwords["demo-radiologist"]
@@ -116,15 +108,10 @@ def test_the_reader_decides_unled_and_the_clinician_sees_the_reading_first(
 
 
 def test_key_images_for_the_pacs_say_in_their_pixels_that_they_are_ai_output(
-    browser, live_server, worker, demo_passwords, shipped_model, bleed_series
+    live_server, uploaded
 ):
-    _, files = bleed_series
-    ARTIFACTS.mkdir(exist_ok=True)
+    clinician, _ = uploaded
     base = live_server.url
-    clinician = sign_in(
-        browser, base, "demo-clinician", demo_passwords["demo-clinician"]
-    )
-    upload_and_wait(clinician, files, "TRUST-2")
     link = clinician.get_by_role("link", name="DICOM", exact=True)
     response = clinician.request.get(base + link.get_attribute("href"))
     assert response.status == 200

@@ -202,18 +202,17 @@ def test_only_an_admin_is_offered_to_reprocess_a_finished_study(
 
 
 @pytest.fixture
-def bleed_called(as_clinician, series_dir, monkeypatch, active_model, stub_analysis):
-    """A study a hemorrhage model (its card declares the finding) called a bleed."""
+def bleed_model(active_model):
+    """The active model as a hemorrhage model: its card declares the finding."""
     active_model.card = {"extra": {"finding": "hemorrhage"}}
     active_model.save()
-    monkeypatch.setattr("diagnosis.tasks.study_process_task.delay", lambda pk: None)
-    as_clinician.post(
-        reverse("diagnosis:study-upload"), {"files": uploads_of(series_dir)}
-    )
-    study = Study.objects.get()
-    stub_analysis.next = fake_analysis(label="stroke", probability=0.91)
-    assert study_process_task.apply(args=[study.pk]).result == "done"
-    return study
+    return active_model
+
+
+@pytest.fixture
+def bleed_called(bleed_model, ready):
+    """A study the hemorrhage model called a bleed (probability 0.91)."""
+    return ready
 
 
 def agreement_of(client, study) -> str:

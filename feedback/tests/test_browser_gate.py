@@ -6,21 +6,14 @@ written reason changes nothing.
 Screenshot for a person to look at: test-artifacts/gate-refuses-low-specificity.png.
 """
 
-from pathlib import Path
-
 import pytest
 
 from feedback.models import ModelStatus
-from tests.browser import ARTIFACTS, sign_in
-
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.browser import ARTIFACTS, needs_chromium, sign_in
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt install chromium)",
-    ),
+    needs_chromium,
 ]
 
 
