@@ -15,6 +15,15 @@ from accounts.selectors import NotVisible
 
 logger = logging.getLogger(__name__)
 
+#: Said for a request Django could not parse (a multipart body whose part headers
+#: are over its limit, usually a file name thousands of characters long, or a
+#: malformed body): the user learns what to change, not Django's bare "Bad Request".
+UNREADABLE_REQUEST = (
+    "The request could not be read: a file name or form field was longer than the "
+    "portal accepts (file names of a few hundred characters are fine), or the "
+    "upload was damaged on the way. Rename the files and send them again."
+)
+
 _FORBIDDEN = (PermissionDenied, exceptions.PermissionDenied)
 _UNAUTHENTICATED = (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)
 
@@ -25,6 +34,8 @@ def exception_handler(exc, context):
             exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         )
         exc = exceptions.ValidationError(detail)
+    elif isinstance(exc, exceptions.ParseError) and "Multipart" in str(exc.detail):
+        exc = exceptions.ParseError(UNREADABLE_REQUEST)
     _audit_refusal(exc, context)
     response = drf_exception_handler(exc, context)
     if response is not None:

@@ -90,6 +90,7 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
 ]
 
+handler400 = "stroke_portal.views.bad_request"
 handler403 = "stroke_portal.views.permission_denied"
 handler404 = "stroke_portal.views.page_not_found"
 handler500 = "stroke_portal.views.server_error"

@@ -22,6 +22,7 @@ from accounts.audit import Action, AuditContext, audit_record
 from accounts.middleware import csp_with, refusal_context
 from accounts.models import AuditOutcome
 from accounts.permissions import HasRole
+from stroke_portal.api import UNREADABLE_REQUEST
 from stroke_portal.infrastructure import broker_reachable
 
 
@@ -33,6 +34,12 @@ def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
             **refusal_context(request),
         )
     return render(request, "403.html", {"reason": str(exception or "")}, status=403)
+
+
+def bad_request(request: HttpRequest, exception=None) -> HttpResponse:
+    if request.path.startswith(("/api/", "/dicomweb/")):
+        return JsonResponse({"detail": UNREADABLE_REQUEST}, status=400)
+    return render(request, "400.html", {"reason": UNREADABLE_REQUEST}, status=400)
 
 
 def page_not_found(request: HttpRequest, exception=None) -> HttpResponse:
