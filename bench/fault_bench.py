@@ -341,10 +341,13 @@ def main() -> int:
             f"{r['status']} | {r['attempts']} |"
         )
     if "child" in results:
-        print(
-            "\nchild: the replacement pool process (fork, model load) ran its first "
-            f"task {seconds(results['child']['replacement'])} s after the kill"
+        replacement = results["child"]["replacement"]
+        when = (
+            "left no line in the worker's log"
+            if replacement is None
+            else f"ran its first task {replacement:.1f} s after the kill"
         )
+        print(f"\nchild: the replacement pool process (fork, model load) {when}")
     timed_out = {
         n: results[n]["timed_out_children"] for n in ("child", "whole") if n in results
     }
