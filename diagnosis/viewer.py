@@ -79,7 +79,7 @@ def series_list(*, study: Study) -> list[dict]:
             "index": 0,
             "label": study.analysed_series_label,
             "slice_count": study.slice_count,
-            "thickness_mm": metadata.get("slice_thickness_mm"),
+            "thickness": _millimetres(metadata.get("slice_thickness_mm")),
             "analysed": True,
             "viewable": True,
             "note": "",
@@ -91,13 +91,22 @@ def series_list(*, study: Study) -> list[dict]:
                 "index": series.index,
                 "label": series.label,
                 "slice_count": series.slice_count,
-                "thickness_mm": series.slice_thickness_mm,
+                "thickness": _millimetres(series.slice_thickness_mm),
                 "analysed": False,
                 "viewable": series.status == SeriesStatus.READY,
                 "note": _series_note(series),
             }
         )
     return listed
+
+
+def _millimetres(value) -> str:
+    """A thickness as a reader writes it: '5', '2.5', '0.625' (mm); '' unknown."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return f"{number:g}" if math.isfinite(number) and number > 0 else ""
 
 
 def _series_note(series: Series) -> str:
@@ -137,6 +146,7 @@ def _series_meta(study: Study, series: Series | None) -> dict:
         "encoding": _encoding(study, path, volume),
         "spacing": _spacing(metadata),
         "thickness": metadata.get("slice_thickness_mm"),
+        "thicknessWords": _millimetres(metadata.get("slice_thickness_mm")),
         "orientation": ml_adapter.edge_labels(metadata.get("image_orientation")),
         "window": list(ml_adapter.viewer_window(volume, units=study.units)),
         "dataUrl": reverse("diagnosis:slice-data", args=[study.pk])
