@@ -108,11 +108,13 @@ def stub_analysis(monkeypatch):
 # --- A study of two series, with known values (issue 17's series picker) ----------
 #: The analysed series (most slices): 20 slices 2.5 mm apart of 32 x 32 pixels of
 #: 0.5 mm; and another series of the same study: 10 slices 5 mm apart of 24 x 40
-#: pixels of 0.8 mm, kept for viewing only.
+#: pixels of 0.8 mm, kept for viewing only, axial too but its rows run from the
+#: patient's front to back (a quarter turn: other orientation markers).
 TWO_SERIES = {
     3: {"slices": 20, "step": 2.5, "rows": 32, "cols": 32, "spacing": 0.5},
     2: {"slices": 10, "step": 5.0, "rows": 24, "cols": 40, "spacing": 0.8},
 }
+ORIENTATIONS = {3: [1, 0, 0, 0, 1, 0], 2: [0, -1, 0, 1, 0, 0]}
 DESCRIPTIONS = {3: "THIN 2.5MM", 2: "BRAIN 5MM"}
 
 
@@ -156,7 +158,7 @@ def write_two_series(folder: Path) -> Path:
             ds.InstanceNumber = spec["slices"] - k
             ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
             ds.ImagePositionPatient = [-8.0, -8.0, k * spec["step"]]
-            ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+            ds.ImageOrientationPatient = ORIENTATIONS[number]
             ds.PixelSpacing = [spec["spacing"], spec["spacing"]]
             ds.SliceThickness = spec["step"]
             ds.RescaleIntercept, ds.RescaleSlope = -1024, 1

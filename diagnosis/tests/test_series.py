@@ -117,7 +117,12 @@ def test_the_ai_reads_the_chosen_series_and_the_other_is_kept_and_viewable(
         [10, 24, 40],
     )
     assert (extra["spacing"], extra["thickness"]) == ([0.8, 0.8], 5.0)
-    assert extra["orientation"] == analysed["orientation"]
+    assert extra["orientation"] == {
+        "left": "P",
+        "right": "A",
+        "top": "R",
+        "bottom": "L",
+    }
 
 
 def test_slice_data_of_another_series_is_its_volume_in_hu_audited_and_cached(

@@ -111,7 +111,8 @@
     if (picker) picker.value = String(series.index);
     if (aiNote) aiNote.classList.toggle("d-none", series.analysed);
     if (strip) strip.classList.toggle("other-series", !series.analysed);
-    if (nextButton) nextButton.disabled = !series.analysed;
+    // The AI's controls do nothing on another series: disabled, not hidden.
+    for (const control of [nextButton, toggle, opacity]) if (control) control.disabled = !series.analysed;
     viewer.dataset.series = String(series.index);
   }
   function setSeries(index) {
