@@ -6,10 +6,13 @@ and cached as the analysed series is. Through the upload form and the real task.
 import html
 import json
 import re
+from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from accounts.models import AuditEntry
@@ -17,7 +20,7 @@ from diagnosis import services, storage
 from diagnosis.models import Series, SeriesStatus, Study, StudyFile, StudyStatus
 from diagnosis.tasks import study_process_task
 
-from .conftest import series_hu, two_series_analysis, uploads_of
+from .conftest import fake_analysis, series_hu, two_series_analysis, uploads_of
 
 UPLOAD = reverse("diagnosis:study-upload")
 
@@ -264,3 +267,50 @@ def test_measurements_record_their_series_and_are_checked_against_it(
             final_label="normal",
             measurements=[length | {"series": 4, "slice": 0}],
         )
+
+
+PHANTOM = Path("/work/shared/data/dicom-head-phantom")
+
+
+@pytest.mark.skipif(
+    not PHANTOM.is_dir(), reason=f"{PHANTOM} is absent (optional, never committed)"
+)
+def test_a_real_philips_exam_keeps_its_5mm_series_beside_the_tilted_one(
+    as_clinician, clinician, active_model, stub_analysis, monkeypatch, tmp_path
+):
+    """The phantom's two series of one exam (their StudyInstanceUIDs differ in the
+    shared copy; made one here): the tilted 2.5 mm series has most slices and is
+    analysed, the 5 mm brain series is kept and read for viewing."""
+    tilted = sorted((PHANTOM / "tilted-2.5mm").glob("I*"))
+    brain = sorted((PHANTOM / "std-brain-5mm").glob("I*"))
+    study_uid = pydicom.dcmread(tilted[0], stop_before_pixels=True).StudyInstanceUID
+    files = []
+    for path in tilted + brain:
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = study_uid
+        out = tmp_path / f"{path.parent.name}-{path.name}.dcm"
+        ds.save_as(out)
+        files.append(SimpleUploadedFile(out.name, out.read_bytes()))
+    monkeypatch.setattr("diagnosis.tasks.study_process_task.delay", lambda pk: None)
+    stub_analysis.next = fake_analysis(slices=len(tilted))
+
+    as_clinician.post(UPLOAD, {"files": files})
+    study = Study.objects.get(uploaded_by=clinician)
+    study_process_task.apply(args=[study.pk])
+    study.refresh_from_db()
+
+    assert study.status == StudyStatus.READY and study.rejected_files == []
+    assert study.slice_count == len(tilted) == 54
+    assert study.analysed_series_label == '201 "STEREOTAXIS"'
+    other = Series.objects.get(study=study)
+    assert (other.label, other.slice_count, other.status) == (
+        '201 "STD BRAIN 5MM"',
+        28,
+        SeriesStatus.READY,
+    )
+    volume = np.load(storage.volume_path(study.pk, series=1), mmap_mode="r")
+    assert volume.shape == (28, 512, 512) and volume.min() == -1024
+    response = slice_data(as_clinician, study, series=1, start=14, count=1)
+    assert np.array_equal(as_volume(response, (1, 512, 512)), volume[14:15])
+    text = page_text(as_clinician, study)
+    assert '201 "STD BRAIN 5MM": 28 slices, 5 mm thick — viewable' in text
