@@ -211,6 +211,12 @@ class Study(BaseModel):
         return series_words(number=number, description=description)
 
     @property
+    def analysed_series_words(self) -> str:
+        """The analysed series in a sentence: 'series 201 "STD BRAIN"'."""
+        label = self.analysed_series_label
+        return label if label == "the analysed series" else f"series {label}"
+
+    @property
     def seconds_to_result(self) -> float | None:
         if self.ready_at and self.queued_at:
             return (self.ready_at - self.queued_at).total_seconds()
