@@ -166,10 +166,10 @@ def viewer_meta(
     shape, units and int16 encoding, pixel spacing (mm, row then column), the
     orientation markers, window presets, the per-slice AI probability and overlay
     slices, and where to fetch slices and overlays."""
-    path, volume = _volume(study)
     metadata = study.dicom_metadata or {}
+    analysed = _series_meta(study, None)
     others = study.other_series.filter(status=SeriesStatus.READY)
-    shown = [_series_meta(study, None)] + [
+    shown = [analysed] + [
         _series_meta(study, s)
         for s in others
         if storage.volume_path(study.pk, series=s.index).exists()
@@ -181,13 +181,11 @@ def viewer_meta(
         for s in slices
     ]
     return {
-        "shape": list(volume.shape),
+        # The analysed series' geometry, as in series[0].
+        **{k: analysed[k] for k in ("shape", "encoding", "spacing", "orientation")},
         "units": study.units,
-        "encoding": _encoding(study, path, volume),
-        "spacing": _spacing(metadata),
-        "orientation": ml_adapter.edge_labels(metadata.get("image_orientation")),
         "windows": _windows(study, metadata),
-        "window": list(ml_adapter.viewer_window(volume, units=study.units)),
+        "window": analysed["window"],
         "start": start,
         "probabilities": finite,
         "threshold": result.model_version.threshold if result else None,

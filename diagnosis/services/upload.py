@@ -464,5 +464,5 @@ def _series_rows(study: Study, *, result, stored: list[StoredFile]) -> None:
             files=sorted({f.sha256 for f in files_holding(stored, info.consumed)}),
             warnings=_warnings(info, stored),
         )
-        for i, info in enumerate(getattr(result, "series", []), start=1)
+        for i, info in enumerate(result.series, start=1)
     )
