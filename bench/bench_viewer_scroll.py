@@ -12,6 +12,12 @@ opens it at each screen size and the script measures:
   values, put them on the canvas), without waiting for a frame;
 - window/level drag: redraws per second while the window changes every frame.
 
+The study also has a second series of the same size kept for viewing only (the
+series picker); in a fresh browser context at the laptop size the script measures:
+
+- switch: from choosing the other series in the picker to its first slice drawn,
+  and to all of its slices in memory; and back to the analysed series (in memory).
+
     .venv/bin/python bench/bench_viewer_scroll.py [--slices 300] [--size 512]
 """
 
@@ -37,7 +43,8 @@ import numpy as np
 from django.utils import timezone
 from accounts.models import User
 from diagnosis import storage
-from diagnosis.models import Slice, Study, StudyStatus, WorklistBucket
+from diagnosis.models import (Series, SeriesStatus, Slice, Study, StudyStatus,
+                              WorklistBucket)
 from ml.synthetic import make_phantom
 
 u = User(username={user!r}, role="radiologist"); u.set_password({password!r}); u.save()
@@ -57,6 +64,14 @@ Slice.objects.bulk_create(
 )
 storage.study_dir(study.pk).mkdir(parents=True, exist_ok=True)
 np.save(storage.volume_path(study.pk), phantom.volume_hu.astype(np.float32))
+other = make_phantom(label="normal", size={size}, slices={slices}, seed=5)
+Series.objects.create(
+    study=study, index=1, series_instance_uid="2.25.17", number=4,
+    description="BENCH OTHER", slice_count={slices}, status=SeriesStatus.READY,
+    dicom_metadata={{"pixel_spacing_mm": [0.5, 0.5], "slice_thickness_mm": 1.0,
+                    "image_orientation": [1, 0, 0, 0, 1, 0]}},
+)
+np.save(storage.volume_path(study.pk, series=1), other.volume_hu.astype(np.float32))
 print(study.pk)
 """
 
@@ -81,6 +96,34 @@ MEASURE = """async () => {
 }"""
 
 
+SWITCH = """async () => {
+  const v = document.getElementById('viewer');
+  const picker = document.getElementById('series-picker');
+  const n = %d;
+  // Resolves when `done()` holds, checked on every change of the viewer's data-*.
+  const until = (done) => new Promise((resolve) => {
+    if (done()) return resolve(performance.now());
+    const watch = new MutationObserver(() => {
+      if (done()) { watch.disconnect(); resolve(performance.now()); }
+    });
+    watch.observe(v, { attributes: true });
+  });
+  const choose = (value) => {
+    picker.value = value; picker.dispatchEvent(new Event('change'));
+  };
+  let t = performance.now();
+  choose('1');
+  const first = await until(() => (v.dataset.drawn || '').startsWith('1:'));
+  const all = await until(
+    () => v.dataset.series === '1' && v.dataset.loaded === String(n));
+  const t2 = performance.now();
+  choose('0');
+  const back = await until(() => (v.dataset.drawn || '').startsWith('0:'));
+  return {switch_first_slice_ms: first - t, switch_all_loaded_s: (all - t) / 1000,
+          switch_back_ms: back - t2};
+}"""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slices", type=int, default=300)
@@ -88,7 +131,7 @@ def main() -> int:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    with Portal() as portal:
+    with Portal(broker_db=11) as portal:
         seed = SEED.format(
             user=RADIOLOGIST, password=PASSWORD, size=args.size, slices=args.slices
         )
@@ -102,9 +145,47 @@ def main() -> int:
                 results[name] = measure(
                     browser, portal.base, study, width, height, args
                 )
+            results["series switch, laptop, fresh cache"] = measure_switch(
+                browser, portal.base, study, *SCREENS["laptop 1366x768"], args
+            )
             browser.close()
     print(json.dumps(results, indent=2))
     return 0
+
+
+def signed_in_page(browser, base, width, height, errors: list[str]):
+    """A page in a fresh browser context (empty cache), signed in."""
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Username").fill(RADIOLOGIST)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/")
+    return page
+
+
+def measure_switch(browser, base, study, width, height, args) -> dict:
+    errors: list[str] = []
+    page = signed_in_page(browser, base, width, height, errors)
+    page.goto(f"{base}/studies/{study}/")
+    page.wait_for_function(
+        f"() => document.getElementById('viewer').dataset.loaded === '{args.slices}'",
+        timeout=300_000,
+    )
+    figures = page.evaluate(SWITCH % args.slices)
+    shot = REPO / "test-artifacts" / "viewer-bench-series-switch.png"
+    page.locator("#series-picker").select_option("1")
+    page.screenshot(path=shot)
+    page.context.close()
+    if errors:
+        raise RuntimeError(f"errors in the page: {errors}")
+    return {
+        "slices": args.slices,
+        "size": args.size,
+        **{k: round(v, 2) for k, v in figures.items()},
+        "screenshot": str(shot.relative_to(REPO)),
+    }
 
 
 def measure(browser, base, study, width, height, args) -> dict:

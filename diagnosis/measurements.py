@@ -2,8 +2,9 @@
 
 The viewer (static/js/viewer.js) sends them as JSON with the review; only the
 numbers are kept (its words are rewritten here, so a page or the PDF never shows
-text that came from the browser). Each is on one slice (0-based), with its points
-in the slice's pixels.
+text that came from the browser). Each is on one slice (0-based) of one series
+(0: the analysed series; see diagnosis.models.Series.index), with its points in
+the slice's pixels.
 """
 
 from __future__ import annotations
@@ -46,7 +47,15 @@ def _one(item) -> dict:
     where = item.get("slice")
     if isinstance(where, bool) or not isinstance(where, int) or where < 0:
         raise ValueError("each measurement names its slice")
-    kept = {"kind": kind, "slice": where, "points": _points(item.get("points"))}
+    series = item.get("series", 0)
+    if isinstance(series, bool) or not isinstance(series, int) or series < 0:
+        raise ValueError("each measurement names its series by number")
+    kept = {
+        "kind": kind,
+        "series": series,
+        "slice": where,
+        "points": _points(item.get("points")),
+    }
     kept.update({name: _number(item.get(name), name) for name in _NUMBERS})
     return kept
 
@@ -61,10 +70,25 @@ def cleaned(items) -> list[dict]:
     return [_one(item) for item in items]
 
 
-def words(m: dict, *, units: str) -> str:
-    """One measurement as a reader writes it: "Slice 12: length 23.4 mm"."""
+def series_labels(study) -> dict[int, str]:
+    """Each series' label by index when the study has several (a measurement then
+    says which it was made on); {} when it has one."""
+    others = list(study.other_series.all())
+    if not others:
+        return {}
+    return {0: study.analysed_series_label} | {s.index: s.label for s in others}
+
+
+def words(m: dict, *, units: str, series: dict[int, str] | None = None) -> str:
+    """One measurement as a reader writes it: "Slice 12: length 23.4 mm", or, in a
+    study of several series, 'Series 3 "BONE", slice 12: length 23.4 mm'."""
     unit = " HU" if units == "HU" else ""
+    index = m.get("series", 0)
     where = f"Slice {m['slice'] + 1}"
+    if series:
+        name = series.get(index, f"number {index} (no longer in the study)")
+        analysed = " (analysed by the AI)" if index == 0 else ""
+        where = f"Series {name}{analysed}, slice {m['slice'] + 1}"
     if m["kind"] == "length":
         size = f"{m['mm']:.1f} mm" if m.get("mm") is not None else "(no pixel spacing)"
         return f"{where}: length {size}"

@@ -75,13 +75,18 @@ def check_upload(paths: Sequence[Path], *, names: Mapping[str, str]) -> UploadCh
     )
 
 
-def read_upload(paths: Sequence[Path], *, names: Mapping[str, str]) -> LoadResult:
+def read_upload(
+    paths: Sequence[Path], *, names: Mapping[str, str], series_uid: str | None = None
+) -> LoadResult:
     """Read one study with all its pixels (workers); raises StudyLoadError with
-    per-file reasons."""
+    per-file reasons. ``series_uid`` names the DICOM series to read (the one chosen
+    at upload, or another series kept for the viewer); without it, ml.io chooses
+    as at upload."""
     return load_study(
         [str(p) for p in paths],
         limits=upload_limits(),
         names={str(k): v for k, v in names.items()},
+        series_uid=series_uid or None,
     )
 
 

@@ -213,6 +213,22 @@ class Study(BaseModel):
         return self.reviews.filter(is_current=True).select_related("reviewer").first()
 
     @property
+    def analysed_series_label(self) -> str:
+        """The analysed series as a reader names it ('201 "STD BRAIN"')."""
+        metadata = self.dicom_metadata or {}
+        number = metadata.get("series_number")
+        description = metadata.get("series_description") or ""
+        if number is None and not description:
+            return "the analysed series"
+        return series_words(number=number, description=description)
+
+    @property
+    def analysed_series_words(self) -> str:
+        """The analysed series in a sentence: 'series 201 "STD BRAIN"'."""
+        label = self.analysed_series_label
+        return label if label == "the analysed series" else f"series {label}"
+
+    @property
     def seconds_to_result(self) -> float | None:
         if self.ready_at and self.queued_at:
             return (self.ready_at - self.queued_at).total_seconds()
@@ -233,6 +249,67 @@ class StudyFile(models.Model):
 
     def __str__(self) -> str:
         return self.original_name
+
+
+class SeriesStatus(models.TextChoices):
+    PENDING = "pending", "Not read yet"
+    READY = "ready", "Viewable"
+    FAILED = "failed", "Could not be read"
+
+
+def series_words(*, number, description: str) -> str:
+    """How a reader names a series: '3 "BONE"', or what is known of it."""
+    if number not in (None, ""):
+        return f'{number} "{description}"' if description else str(number)
+    return f'"{description}"' if description else "unnamed series"
+
+
+class Series(models.Model):
+    """Another series of the study's upload (a bone kernel, a thin or a tilted
+    series), kept for the viewer only: the AI reads the study's analysed series,
+    which has no row here. The viewer numbers series by `index`: 0 for the
+    analysed one, these from 1 in series-number order."""
+
+    study = models.ForeignKey(
+        Study, on_delete=models.CASCADE, related_name="other_series"
+    )
+    index = models.PositiveSmallIntegerField()
+    series_instance_uid = models.CharField(max_length=64)
+    number = models.IntegerField(null=True, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    slice_count = models.PositiveIntegerField()
+    # As Study.dicom_metadata: spacing, orientation, thickness, window, reduction.
+    dicom_metadata = models.JSONField(default=dict, blank=True)
+    # sha256 of the study's stored files that hold its slices.
+    files = models.JSONField(default=list, blank=True)
+    status = models.CharField(
+        max_length=8, choices=SeriesStatus.choices, default=SeriesStatus.PENDING
+    )
+    error_message = models.TextField(blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["index"]
+        verbose_name_plural = "series"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "index"], name="series_index_once"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(index__gte=1), name="series_index_after_analysed"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"series {self.label} of study {self.study_id}"
+
+    @property
+    def label(self) -> str:
+        return series_words(number=self.number, description=self.description)
+
+    @property
+    def slice_thickness_mm(self) -> float | None:
+        return (self.dicom_metadata or {}).get("slice_thickness_mm")
 
 
 class Slice(models.Model):
@@ -326,9 +403,13 @@ class Review(BaseModel):
 
     @property
     def measurement_words(self) -> list[str]:
-        from .measurements import words
+        from .measurements import series_labels, words
 
-        return [words(m, units=self.study.units) for m in self.measurements or []]
+        labels = series_labels(self.study)
+        return [
+            words(m, units=self.study.units, series=labels)
+            for m in self.measurements or []
+        ]
 
     class Meta:
         ordering = ["-created_at"]

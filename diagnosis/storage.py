@@ -24,8 +24,11 @@ def study_dir(study_id: int) -> Path:
     return Path(settings.FILES_ROOT) / "studies" / str(study_id)
 
 
-def volume_path(study_id: int) -> Path:
-    return study_dir(study_id) / "volume.npy"
+def volume_path(study_id: int, *, series: int = 0) -> Path:
+    """The volume the viewer shows: the analysed series' (0), or another series'
+    (diagnosis.models.Series.index), stored for display only."""
+    name = "volume.npy" if series == 0 else f"volume-series{series}.npy"
+    return study_dir(study_id) / name
 
 
 def heatmap_path(study_id: int, name: str) -> Path:

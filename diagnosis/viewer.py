@@ -18,7 +18,7 @@ from django.http import Http404
 from django.urls import reverse
 
 from . import ml_adapter, storage
-from .models import AIResult, Slice, Study
+from .models import AIResult, Series, SeriesStatus, Slice, Study
 
 #: Slices per data request: about 4 MB of a 512 x 512 series, so the first
 #: picture comes quickly and a 300-slice series takes ~20 requests.
@@ -27,8 +27,13 @@ BLOCK = 16
 STUDY_WINDOW = "study"
 
 
-def _volume(study: Study) -> tuple[Path, np.ndarray]:
-    path = storage.volume_path(study.pk)
+class NoSuchSeries(Http404):
+    """A series the viewer was asked for that the study cannot show; the message
+    says which it can."""
+
+
+def _volume(study: Study, series: int = 0) -> tuple[Path, np.ndarray]:
+    path = storage.volume_path(study.pk, series=series)
     if not path.exists():
         raise Http404("This study has no stored slices.")
     return path, np.load(path, mmap_mode="r")
@@ -37,7 +42,7 @@ def _volume(study: Study) -> tuple[Path, np.ndarray]:
 def _encoding(study: Study, path: Path, volume: np.ndarray) -> dict[str, float]:
     # Reading every value of a large non-CT volume takes a moment; the answer
     # holds until the volume is written again (a reprocessed study).
-    key = f"viewer-encoding:{study.pk}:{path.stat().st_mtime_ns}"
+    key = f"viewer-encoding:{study.pk}:{path.name}:{path.stat().st_mtime_ns}"
     encoding = cache.get(key)
     if encoding is None:
         encoding = ml_adapter.viewer_encoding(volume, units=study.units)
@@ -64,6 +69,91 @@ def _windows(study: Study, metadata: dict) -> dict[str, list[float]]:
     return windows
 
 
+def series_list(*, study: Study) -> list[dict]:
+    """Every series of the study as the page lists it: the analysed one (index 0)
+    first, then the others kept for viewing, each with its label, slice count and
+    thickness, and whether the viewer can show it (or why not)."""
+    metadata = study.dicom_metadata or {}
+    listed = [
+        {
+            "index": 0,
+            "label": study.analysed_series_label,
+            "slice_count": study.slice_count,
+            "thickness": _millimetres(metadata.get("slice_thickness_mm")),
+            "analysed": True,
+            "viewable": True,
+            "note": "",
+        }
+    ]
+    for series in study.other_series.all():
+        listed.append(
+            {
+                "index": series.index,
+                "label": series.label,
+                "slice_count": series.slice_count,
+                "thickness": _millimetres(series.slice_thickness_mm),
+                "analysed": False,
+                "viewable": series.status == SeriesStatus.READY,
+                "note": _series_note(series),
+            }
+        )
+    return listed
+
+
+def _millimetres(value) -> str:
+    """A thickness as a reader writes it: '5', '2.5', '0.625' (mm); '' unknown."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return f"{number:g}" if math.isfinite(number) and number > 0 else ""
+
+
+def _series_note(series: Series) -> str:
+    if series.status == SeriesStatus.FAILED:
+        return series.error_message
+    if series.status == SeriesStatus.PENDING:
+        return "read with the study's next analysis"
+    return "; ".join(series.warnings or [])
+
+
+def viewable_series(*, study: Study, series: int) -> Series | None:
+    """The other series `series` when the viewer can show it (None for the
+    analysed series, 0); NoSuchSeries otherwise."""
+    if series == 0:
+        return None
+    found = study.other_series.filter(index=series, status=SeriesStatus.READY).first()
+    if found is None or not storage.volume_path(study.pk, series=series).exists():
+        indices = [str(s["index"]) for s in series_list(study=study) if s["viewable"]]
+        raise NoSuchSeries(
+            f"This study has no viewable series {series}; its series are "
+            f"{', '.join(indices)} (0 is the analysed series)."
+        )
+    return found
+
+
+def _series_meta(study: Study, series: Series | None) -> dict:
+    """What the viewer needs to draw one series: its own shape, encoding, spacing,
+    orientation and default window."""
+    index = 0 if series is None else series.index
+    path, volume = _volume(study, index)
+    metadata = (study.dicom_metadata if series is None else series.dicom_metadata) or {}
+    return {
+        "index": index,
+        "label": study.analysed_series_label if series is None else series.label,
+        "analysed": series is None,
+        "shape": list(volume.shape),
+        "encoding": _encoding(study, path, volume),
+        "spacing": _spacing(metadata),
+        "thickness": metadata.get("slice_thickness_mm"),
+        "thicknessWords": _millimetres(metadata.get("slice_thickness_mm")),
+        "orientation": ml_adapter.edge_labels(metadata.get("image_orientation")),
+        "window": list(ml_adapter.viewer_window(volume, units=study.units)),
+        "dataUrl": reverse("diagnosis:slice-data", args=[study.pk])
+        + f"?series={index}",
+    }
+
+
 def viewer_meta(
     *,
     study: Study,
@@ -76,8 +166,14 @@ def viewer_meta(
     shape, units and int16 encoding, pixel spacing (mm, row then column), the
     orientation markers, window presets, the per-slice AI probability and overlay
     slices, and where to fetch slices and overlays."""
-    path, volume = _volume(study)
     metadata = study.dicom_metadata or {}
+    analysed = _series_meta(study, None)
+    others = study.other_series.filter(status=SeriesStatus.READY)
+    shown = [analysed] + [
+        _series_meta(study, s)
+        for s in others
+        if storage.volume_path(study.pk, series=s.index).exists()
+    ]
     finite = [
         s.probability
         if s.probability is not None and math.isfinite(s.probability)
@@ -85,13 +181,11 @@ def viewer_meta(
         for s in slices
     ]
     return {
-        "shape": list(volume.shape),
+        # The analysed series' geometry, as in series[0].
+        **{k: analysed[k] for k in ("shape", "encoding", "spacing", "orientation")},
         "units": study.units,
-        "encoding": _encoding(study, path, volume),
-        "spacing": _spacing(metadata),
-        "orientation": ml_adapter.edge_labels(metadata.get("image_orientation")),
         "windows": _windows(study, metadata),
-        "window": list(ml_adapter.viewer_window(volume, units=study.units)),
+        "window": analysed["window"],
         "start": start,
         "probabilities": finite,
         "threshold": result.model_version.threshold if result else None,
@@ -101,13 +195,20 @@ def viewer_meta(
         "measurements": measurements or [],
         "dataUrl": reverse("diagnosis:slice-data", args=[study.pk]),
         "overlayUrl": reverse("diagnosis:heatmap-image", args=[study.pk, 0]),
+        # Each series the viewer can show, the analysed one first (index 0): the
+        # AI's probabilities, overlays and "next suspicious" are that one's only.
+        "series": shown,
     }
 
 
-def slice_data(*, study: Study, start: int, count: int) -> tuple[bytes, int]:
-    """Slices ``start``.. (at most ``count``, at most BLOCK) as int16, and how many
-    it holds; Http404 outside the study."""
-    path, volume = _volume(study)
+def slice_data(
+    *, study: Study, start: int, count: int, series: int = 0
+) -> tuple[bytes, int]:
+    """Slices ``start``.. (at most ``count``, at most BLOCK) of the series
+    ``series`` (0: the analysed one) as int16, and how many it holds; Http404
+    outside the study, NoSuchSeries for a series it cannot show."""
+    viewable_series(study=study, series=series)
+    path, volume = _volume(study, series)
     stop = min(start + max(1, min(count, BLOCK)), volume.shape[0])
     if not 0 <= start < stop:
         raise Http404("No such slice.")
@@ -116,7 +217,9 @@ def slice_data(*, study: Study, start: int, count: int) -> tuple[bytes, int]:
     return data, stop - start
 
 
-def volume_version(*, study: Study) -> str:
+def volume_version(*, study: Study, series: int = 0) -> str:
     """Changes when the stored volume is written again: the data's ETag."""
-    path = storage.volume_path(study.pk)
-    return f"{study.pk}-{path.stat().st_mtime_ns}" if path.exists() else "none"
+    path = storage.volume_path(study.pk, series=series)
+    if not path.exists():
+        return "none"
+    return f"{study.pk}-{series}-{path.stat().st_mtime_ns}"

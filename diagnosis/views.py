@@ -240,6 +240,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "explanation": selectors.ai_explanation(result=result),
             "words": selectors.result_words(study=study, result=result),
             "start_slice": start,
+            "series": viewer.series_list(study=study),
             "viewer": (
                 viewer.viewer_meta(
                     study=study,
@@ -305,21 +306,33 @@ def slice_image(request: HttpRequest, pk: int, index: int) -> HttpResponse:
 @any_role_required
 @require_GET
 def slice_data(request: HttpRequest, pk: int) -> HttpResponse:
-    """Slices as int16 for the viewer (diagnosis/viewer.py); ?start=&count=."""
+    """Slices as int16 for the viewer (diagnosis/viewer.py); ?start=&count=, and
+    ?series= for a series other than the analysed one (0)."""
     study = selectors.study_get_for_user(user=request.user, pk=pk)
     try:
         start, count = int(request.GET["start"]), int(request.GET.get("count", 1))
     except (KeyError, ValueError):
-        return HttpResponse(
-            "Give the first slice as ?start=N (and ?count=M).", status=400
+        return _plain(400, "Give the first slice as ?start=N (and ?count=M).")
+    series = _series_from(request)
+    if series is None:
+        return _plain(
+            400,
+            "Give the series as ?series=N: 0 for the analysed series, or the "
+            "number the viewer lists for another.",
         )
-    etag = f'"{viewer.volume_version(study=study)}-{start}-{count}"'
-    data, sent = viewer.slice_data(study=study, start=start, count=count)
+    try:
+        data, sent = viewer.slice_data(
+            study=study, start=start, count=count, series=series
+        )
+    except viewer.NoSuchSeries as missing:
+        return _plain(404, str(missing))
+    etag = f'"{viewer.volume_version(study=study, series=series)}-{start}-{count}"'
+    detail = {"slices": [start, start + sent - 1]}
     audit_record(
         action="study.slice_data_view",
         request=request,
         obj=study,
-        detail={"slices": [start, start + sent - 1]},
+        detail=detail | ({"series": series} if series else {}),
     )
     if request.headers.get("If-None-Match") == etag:
         return HttpResponse(status=304)
@@ -328,6 +341,21 @@ def slice_data(request: HttpRequest, pk: int) -> HttpResponse:
     response["Cache-Control"] = "private, max-age=3600"
     response["ETag"] = etag
     return response
+
+
+def _series_from(request: HttpRequest) -> int | None:
+    """?series= as a series index (0, the analysed one, when absent); None when it
+    is not one."""
+    value = request.GET.get("series", "0")
+    if not value.isascii() or not value.isdigit() or len(value) > 4:
+        return None
+    return int(value)
+
+
+def _plain(status: int, message: str) -> HttpResponse:
+    return HttpResponse(
+        message, status=status, content_type="text/plain; charset=utf-8"
+    )
 
 
 @any_role_required

@@ -26,6 +26,7 @@ from .upload import (
     _rejected,
     _store,
     _warnings,
+    used_files,
 )
 
 
@@ -69,8 +70,7 @@ def _blocked(study: Study) -> MergeOutcome | None:
 
 
 def _merge_save(study_id, union, result, last_instance_at, audit) -> MergeOutcome:
-    consumed = set(result.consumed)
-    used = [f for f in union if f.name in consumed] or union
+    used = used_files(result, union)
     with transaction.atomic():
         study = Study.objects.select_for_update().get(pk=study_id)
         blocked = _blocked(study)  # a worker or a reading may have come meanwhile
@@ -98,6 +98,7 @@ def _merge_save(study_id, union, result, last_instance_at, audit) -> MergeOutcom
 def _replace_rows(study, result, union, stored, last_instance_at) -> None:
     study.files.all().delete()
     study.slices.all().delete()
+    study.other_series.all().delete()
     now = timezone.now()
     study.content_hash = _content_hash(union)
     study.slice_count = study.progress_total = len(result.slices)

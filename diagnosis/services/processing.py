@@ -22,6 +22,12 @@ from ..models import AIResult, Label, Slice, Study, StudyStatus, WorklistBucket
 from ..queue import study_enqueue
 from .claims import claim_fail, claim_heartbeat, study_claim
 from .common import file_names, scrub_paths, stored_files, stroke_type_for
+from .series import (
+    series_read_all,
+    series_results_save,
+    series_volumes_discard,
+    series_volumes_place,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +112,12 @@ def _analyse(study: Study, model, token: str) -> str:
 
 def _read(study: Study, token: str):
     files = stored_files(study.pk)
+    # The series chosen at upload, by its UID: the study's files now hold its other
+    # series too, and a tie between series must not be decided again here.
     load_result = ml_adapter.read_upload(
-        [f.path for f in files], names=file_names(files)
+        [f.path for f in files],
+        names=file_names(files),
+        series_uid=(study.dicom_metadata or {}).get("series_instance_uid"),
     )
     _check_all_slices_read(study, load_result)
     claim_heartbeat(study.pk, token, 0, len(load_result.slices))
@@ -270,8 +280,19 @@ def _study_ready(study: Study, token: str, **fields) -> bool:
     return True
 
 
+def _other_series_read(study: Study, token: str):
+    """The study's other series, read for the viewer under this claim."""
+    total = study.slice_count
+    return series_read_all(
+        study=study,
+        token=token,
+        heartbeat=lambda: claim_heartbeat(study.pk, token, total, total),
+    )
+
+
 def _results_store(*, study, model, token, analysis, loaded) -> str:
     derived = _write_derived(study.pk, token, loaded.volume, analysis, model.card)
+    series = _other_series_read(study, token)
     result = _result_of(study, model, analysis)
     with transaction.atomic():
         won = _study_ready(
@@ -287,10 +308,13 @@ def _results_store(*, study, model, token, analysis, loaded) -> str:
             ),
         )
         if not won:
+            series_volumes_discard(series)
             return ProcessOutcome.SKIPPED
         result.save()
         _slices_update(study, analysis, derived["heatmaps"])
+        series_results_save(series)
     derived["volume"].replace(storage.volume_path(study.pk))
+    series_volumes_place(study.pk, series)
     return ProcessOutcome.DONE
 
 
@@ -303,6 +327,7 @@ def _outside_scope_store(*, study, model, token, loaded, reason: str) -> str:
         if loaded is not None
         else None
     )
+    series = _other_series_read(study, token) if loaded is not None else []
     with transaction.atomic():
         won = _study_ready(
             study,
@@ -313,10 +338,13 @@ def _outside_scope_store(*, study, model, token, loaded, reason: str) -> str:
             priority=OUTSIDE_SCOPE_PRIORITY,
         )
         if not won:
+            series_volumes_discard(series)
             return ProcessOutcome.SKIPPED
         study.slices.update(probability=None, heatmap_name="")
+        series_results_save(series)
     if derived is not None:
         derived["volume"].replace(storage.volume_path(study.pk))
+    series_volumes_place(study.pk, series)
     return ProcessOutcome.DONE
 
 

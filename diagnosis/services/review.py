@@ -63,12 +63,22 @@ def review_submit(
 
 
 def _on_its_slices(kept: list[dict], study: Study) -> list[dict]:
-    outside = [m for m in kept if not 0 <= m["slice"] < study.slice_count]
-    if outside:
-        raise ValidationError(
-            f"A measurement is on slice {outside[0]['slice'] + 1}, which this study "
-            f"does not have (it has {study.slice_count})."
-        )
+    """Each measurement is on a series of the study and a slice that series has."""
+    counts = {0: study.slice_count} | dict(
+        study.other_series.values_list("index", "slice_count")
+    )
+    for m in kept:
+        series = m.get("series", 0)
+        if series not in counts:
+            raise ValidationError(
+                f"A measurement is on series {series}, which this study does not have."
+            )
+        if not 0 <= m["slice"] < counts[series]:
+            which = "this study" if series == 0 else f"series {series}"
+            raise ValidationError(
+                f"A measurement is on slice {m['slice'] + 1}, which {which} does "
+                f"not have (it has {counts[series]})."
+            )
     return kept
 
 

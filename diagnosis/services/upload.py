@@ -20,7 +20,7 @@ from accounts.audit import AuditContext, audit_record
 from accounts.models import Site, User
 
 from .. import ml_adapter, storage
-from ..models import Arrival, Slice, Study, StudyFile, StudyStatus
+from ..models import Arrival, Series, Slice, Study, StudyFile, StudyStatus
 from ..queue import study_enqueue
 from .common import StoredFile, file_names, scrub_paths
 
@@ -171,6 +171,7 @@ _DICOM_KEPT = (
     "image_orientation",
     "study_time",
     "series_instance_uid",
+    "series_number",
     "stored_size",  # slices read reduced: their size as stored, and by how much
     "reduction",
 )
@@ -312,8 +313,7 @@ def _study_save(
     file content: the same files sent twice at once (a double click, the form and
     the API) make one study, and a refused upload never deletes a stored file that
     another upload, still in its transaction, has just found there."""
-    consumed = set(result.consumed)
-    used = [f for f in spooled if f.name in consumed] or spooled
+    used = used_files(result, spooled)
     with transaction.atomic():
         storage.lock_contents(f.sha256 for f in used)
         existing = origin.existing(content_hash)
@@ -341,6 +341,23 @@ def _study_save(
         rejected=_rejected(result.rejected, spooled),
         warnings=_warnings(result, spooled),
     )
+
+
+def files_holding(
+    files: Sequence[StoredFile], names: Iterable[str]
+) -> list[StoredFile]:
+    """The files that hold the slices `names` (as ml.io names them): a file by its
+    own name, a zip by its members' ("upload.zip/IM1.dcm")."""
+    wanted = set(names)
+    zips = {name.split("/", 1)[0] for name in wanted if "/" in name}
+    return [f for f in files if f.name in wanted or f.name in zips]
+
+
+def used_files(result, files: Sequence[StoredFile]) -> list[StoredFile]:
+    """The files a study keeps: those holding the analysed series' slices and its
+    other series' (all of them when none can be told, as for an unnamed zip)."""
+    names = [*result.consumed, *(n for s in result.series for n in s.consumed)]
+    return files_holding(files, names) or list(files)
 
 
 def _store(used: list[StoredFile], new_files: list[Path]) -> list[StoredFile]:
@@ -428,4 +445,24 @@ def _file_rows(study: Study, *, result, stored: list[StoredFile]) -> None:
             position_mm=info.position_mm,
         )
         for i, info in enumerate(result.slices)
+    )
+    _series_rows(study, result=result, stored=stored)
+
+
+def _series_rows(study: Study, *, result, stored: list[StoredFile]) -> None:
+    """The study's other series (ml.io kept them within the upload's limits), to be
+    read for the viewer by the worker; numbered from 1 (0 is the analysed one)."""
+    Series.objects.bulk_create(
+        Series(
+            study=study,
+            index=i,
+            series_instance_uid=info.uid[:64],
+            number=info.metadata.series_number,
+            description=(info.metadata.series_description or "")[:200],
+            slice_count=len(info.slices),
+            dicom_metadata=_dicom_metadata(info.metadata),
+            files=sorted({f.sha256 for f in files_holding(stored, info.consumed)}),
+            warnings=_warnings(info, stored),
+        )
+        for i, info in enumerate(result.series, start=1)
     )

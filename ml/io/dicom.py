@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -34,23 +34,39 @@ _NO_POSITIONS = (
 Step = Callable[[list[Frame]], tuple[list[Frame], list[Rejected]]]
 
 
-def plan_dicom(sources: list[Source], *, limits: LoadLimits) -> Candidate:
+def plan_dicom(
+    sources: list[Source], *, limits: LoadLimits, series_uid: str | None = None
+) -> Candidate:
     """Plan the study from DICOM files, reading headers only.
 
     Keeps the study with most image frames and, in it, the series with most axial
-    frames; sets aside everything else with a reason, and orders the slices foot to
-    head by position along the slice normal.
+    frames (or the series ``series_uid`` when given), ordered foot to head by
+    position along the slice normal; the study's other axial series are planned
+    beside it (``Candidate.series``, in series-number order). Everything else is
+    set aside with a reason.
     """
     frames, rejected = _readable_frames(sources, limits=limits)
-    steps: list[Step] = [_drop_non_axial, _one_study, _one_series, _one_size]
-    for step in steps:
+    for step in (_drop_non_axial, _one_study):
         if not frames:
             break
         frames, dropped = step(frames)
         rejected += dropped
-    frames, dropped, warnings = order_frames(frames)
     if not frames:
+        return rejected_only(kind="dicom", label=_LABEL, rejected=rejected)
+    chosen, others, dropped = _split_series(frames, series_uid=series_uid)
+    if not chosen:
         return rejected_only(kind="dicom", label=_LABEL, rejected=rejected + dropped)
+    candidate = _series_candidate(chosen, limits=limits, rejected=rejected + dropped)
+    candidate.series = [_series_candidate(group, limits=limits) for group in others]
+    return candidate
+
+
+def _series_candidate(
+    frames: list[Frame], *, limits: LoadLimits, rejected: Sequence[Rejected] = ()
+) -> Candidate:
+    """One series' frames (not empty) as a candidate: one image size, ordered."""
+    frames, dropped = _one_size(frames)
+    frames, duplicates, warnings = order_frames(frames)
     size = reduced_size(frames[0].shape, max_side=limits.max_side)
     return Candidate(
         kind="dicom",
@@ -59,10 +75,11 @@ def plan_dicom(sources: list[Source], *, limits: LoadLimits) -> Candidate:
         shape=(len(frames), *size),
         load=lambda: load_frames(frames, size=size),
         expected=_expected(frames),
-        rejected=rejected + dropped,
+        rejected=[*rejected, *dropped, *duplicates],
         warnings=warnings,
         spot_check=lambda: _spot_check(frames),
         stored_size=frames[0].shape,
+        series_label=series_label(frames[0].ds),
     )
 
 
@@ -195,16 +212,39 @@ def _other_study(frame: Frame) -> str:
     )
 
 
-def _one_series(frames: list[Frame]) -> tuple[list[Frame], list[Rejected]]:
-    _, kept, others = split_majority(frames, key=lambda f: _uid(f, "SeriesInstanceUID"))
-    chosen = series_label(kept[0].ds)
-    return kept, _by_file(
-        others,
-        lambda f: (
-            f"series {series_label(f.ds)} not used: the study's axial series is "
-            f"{chosen}"
-        ),
-    )
+def _split_series(
+    frames: list[Frame], *, series_uid: str | None
+) -> tuple[list[Frame], list[list[Frame]], list[Rejected]]:
+    """The chosen series' frames, the other series' frames (each a list, in series
+    number order), and, when ``series_uid`` names no series here, every frame set
+    aside."""
+    key = _series_key
+    if series_uid:
+        chosen = [f for f in frames if key(f) == series_uid]
+        if not chosen:
+            reason = f"not in series {clean_text(series_uid)}, the series asked for"
+            return [], [], _by_file(frames, lambda _: reason)
+    else:
+        _, chosen, _ = split_majority(frames, key=key)
+    groups: dict[str, list[Frame]] = defaultdict(list)
+    for frame in frames:
+        if key(frame) != key(chosen[0]):
+            groups[key(frame)].append(frame)
+    others = sorted(groups.values(), key=lambda group: _series_order(group[0].ds))
+    return chosen, others, []
+
+
+def _series_key(frame: Frame) -> str:
+    return _uid(frame, "SeriesInstanceUID")
+
+
+def _series_order(ds: Dataset) -> tuple:
+    number = ds.get("SeriesNumber")
+    try:
+        number = int(number)
+    except (TypeError, ValueError):
+        number = None
+    return (number is None, number or 0, clean_text(ds.get("SeriesInstanceUID")))
 
 
 def series_label(ds: Dataset) -> str:

@@ -46,7 +46,10 @@ class Candidate:
     accepted (a sample, and files whose headers hint at damage) and returns those
     that failed; it never builds the volume. ``shape`` is the volume as it will be
     read; ``stored_size`` the (H, W) of the slices as stored when ``load`` reduces
-    them (longest side above ``LoadLimits.max_side``).
+    them (longest side above ``LoadLimits.max_side``). A DICOM candidate is one
+    series, named by ``series_label``; ``series`` holds the study's other axial
+    series, each planned as a candidate of its own (the loader decides which it
+    keeps), and none of their files is in ``rejected``.
     """
 
     kind: str  # "dicom" | "image" | "nifti"
@@ -59,6 +62,8 @@ class Candidate:
     warnings: list[str] = field(default_factory=list)
     spot_check: Callable[[], list[Rejected]] = lambda: []
     stored_size: tuple[int, int] | None = None
+    series_label: str = ""
+    series: list[Candidate] = field(default_factory=list)
 
     @property
     def slice_count(self) -> int:

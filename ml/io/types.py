@@ -81,6 +81,23 @@ class StudyMetadata:
 
 
 @dataclass
+class SeriesInfo:
+    """Another axial series of the study, beside the one read: told from its
+    headers, not decoded. ``label`` is how a reader names it ('3 "BONE"');
+    ``shape`` the (D, H, W) of its volume as it would be read; ``consumed`` the
+    files that hold its slices. Read it with ``load_study(..., series_uid=uid)``.
+    """
+
+    uid: str
+    label: str
+    shape: tuple[int, int, int]
+    slices: list[SliceInfo]
+    metadata: StudyMetadata
+    consumed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class LoadResult:
     """One study read from an upload.
 
@@ -88,6 +105,7 @@ class LoadResult:
     values are Hounsfield units when ``metadata.units == "HU"``. ``slices[i]``
     describes ``volume[i]``. ``consumed`` names the files that gave slices;
     ``rejected`` every file set aside; ``warnings`` what was read but is worth a look.
+    ``series`` lists the study's other axial series (DICOM), kept but not read.
     """
 
     volume: np.ndarray
@@ -96,6 +114,7 @@ class LoadResult:
     rejected: list[Rejected] = field(default_factory=list)
     consumed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    series: list[SeriesInfo] = field(default_factory=list)
 
 
 class StudyLoadError(ValueError):

@@ -83,6 +83,19 @@ def _mixed_zip(folder):
     save_image(folder / "photo.jpg", np.zeros((8, 8), np.uint8))
 
 
+def _two_series_zipped(folder):
+    members = {
+        f"thin/IM{i}.dcm": dicom_bytes(ct_slice(z=2.5 * i, instance=i))
+        for i in range(4)
+    }
+    bone = generate_uid()
+    for i in range(2):
+        ds = ct_slice(hu=900.0, z=5.0 * i, instance=i, series=bone, series_number=4)
+        ds.SeriesDescription = "BONE"
+        members[f"bone/IM{i}.dcm"] = dicom_bytes(ds)
+    (folder / "upload.zip").write_bytes(zip_bytes(members))
+
+
 UPLOADS = {
     "dicom with files set aside": _dicom_with_everything_set_aside,
     "dicom without positions": _dicom_without_positions,
@@ -91,6 +104,7 @@ UPLOADS = {
     "images with odd ones": _images_with_odd_ones,
     "nifti": _nifti,
     "mixed zip": _mixed_zip,
+    "two series zipped": _two_series_zipped,
 }
 
 
@@ -98,7 +112,7 @@ def _as_seen(result_or_check) -> dict:
     """What a user sees of a study: everything but the volume and NIfTI's units."""
     seen = {
         key: getattr(result_or_check, key)
-        for key in ("slices", "consumed", "rejected", "warnings")
+        for key in ("slices", "consumed", "rejected", "warnings", "series")
     }
     metadata = dataclasses.asdict(result_or_check.metadata)
     if metadata["source_kind"] == "nifti":
@@ -236,3 +250,22 @@ def test_check_upload_refuses_as_load_study_does(tmp_path, build, limit):
         load_study(tmp_path, limits=limits)
 
     assert str(checked.value) == str(loaded.value)
+
+
+def test_check_upload_sets_aside_another_series_whose_sample_fails(tmp_path):
+    ct_series(tmp_path / "main", zs=[0.0, 5.0, 10.0])
+    other = generate_uid()
+    for z in (0.0, 5.0):
+        ds = _rle_slice(z=z, damaged=True)
+        ds.SeriesInstanceUID, ds.SeriesNumber = other, 7
+        write(ds, tmp_path / "other" / f"{z:.0f}.dcm")
+
+    check = check_upload(tmp_path)
+
+    assert check.shape == (3, 16, 16) and check.series == []
+    reasons = {r.name.split("/", 1)[1]: r.reason for r in check.rejected}
+    assert reasons["other/0.dcm"].startswith("pixel data could not be decoded")
+    assert reasons["other/5.dcm"] == (
+        f"series 7 set aside: its slice {tmp_path.name}/other/0.dcm could not be "
+        "decoded"
+    )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
-from ml.io import StudyLoadError, load_study
+from ml.io import LoadLimits, StudyLoadError, load_study
 from ml.tests.io_factories import (
     SAGITTAL,
     ct_series,
@@ -210,9 +210,12 @@ def test_load_study_keeps_the_study_with_most_slices(tmp_path):
     )
 
 
-def test_load_study_keeps_the_axial_series_with_most_slices(tmp_path):
+def test_load_study_reads_the_axial_series_with_most_slices_and_lists_the_others(
+    tmp_path,
+):
     ct_series(tmp_path / "thin", zs=[0.0, 2.0, 4.0, 6.0], series_number=3)
-    bone = ct_slice(z=0.0, series=generate_uid(), series_number=4)
+    bone_uid = generate_uid()
+    bone = ct_slice(hu=700.0, z=0.0, series=bone_uid, series_number=4)
     bone.SeriesDescription = "BONE"
     write(bone, tmp_path / "bone" / "b.dcm")
     for i, z in enumerate([0.0, 50.0]):  # a coronal reformat series
@@ -225,10 +228,57 @@ def test_load_study_keeps_the_axial_series_with_most_slices(tmp_path):
     reasons = _reasons(result)
 
     assert len(result.slices) == 4 and result.metadata.series_number == 3
-    assert reasons["bone/b.dcm"] == (
-        'series 4 "BONE" not used: the study\'s axial series is 3'
-    )
+    # The bone series is another series of the study: kept, not read, not set aside.
+    assert "bone/b.dcm" not in reasons
+    [other] = result.series
+    assert (other.uid, other.label, other.shape) == (bone_uid, '4 "BONE"', (1, 16, 16))
+    assert other.consumed == [f"{tmp_path.name}/bone/b.dcm"]
+    assert other.metadata.slice_thickness_mm == 5.0
     assert reasons["cor/c0.dcm"].startswith("coronal image")
+    # Read on its own, by its UID: its own values, the thin series listed instead.
+    bone_only = load_study(tmp_path, series_uid=bone_uid)
+    assert _hu(bone_only) == [700.0]
+    assert [s.label for s in bone_only.series] == ["3"]
+
+
+def test_load_study_reads_the_series_asked_for_even_when_another_ties(tmp_path):
+    first, second = generate_uid(), generate_uid()
+    ct_series(tmp_path / "a", zs=[0.0, 5.0], series=first, series_number=2)
+    ct_series(tmp_path / "b", zs=[0.0, 5.0], series=second, series_number=3)
+
+    assert load_study(tmp_path).metadata.series_instance_uid == first
+    assert load_study(tmp_path, series_uid=second).metadata.series_number == 3
+    with pytest.raises(StudyLoadError, match=r"not in series 1\.2\.3, the"):
+        load_study(tmp_path, series_uid="1.2.3")
+
+
+def test_other_series_are_kept_within_the_study_limits(tmp_path):
+    """The upload limits count every series kept: extra series cannot amplify a
+    study past them, and never displace the series that is analysed."""
+    ct_series(tmp_path / "main", zs=[0.0, 1.0, 2.0, 3.0], series_number=2)
+    for number, count in ((3, 3), (4, 2)):
+        ct_series(
+            tmp_path / f"s{number}",
+            zs=[float(z) for z in range(count)],
+            series=generate_uid(),
+            series_number=number,
+        )
+    # 4 + 3 slices fit 7 x 16 x 16 pixels; series 4 (2 more) does not.
+    limits = LoadLimits(max_study_pixels=7 * 16 * 16)
+
+    result = load_study(tmp_path, limits=limits)
+    reasons = _reasons(result)
+
+    assert len(result.slices) == 4
+    assert [s.label for s in result.series] == ["3"]
+    assert reasons["s4/IM0000.dcm"].startswith(
+        "series 4 set aside: with its 2 slices of 16x16 pixels the study would "
+        "have 2304 pixels; at most 1792 pixels are kept per study"
+    )
+    assert "s4/IM0001.dcm" in reasons
+    few = load_study(tmp_path, limits=LoadLimits(max_slices=6))
+    assert [s.label for s in few.series] == ["4"]  # 3 slices would make 7
+    assert "the study would have 7 slices; at most 6" in _reasons(few)["s3/IM0000.dcm"]
 
 
 def test_load_study_sets_aside_slices_of_another_size(tmp_path):

@@ -137,8 +137,18 @@ def test_load_study_strips_control_characters_from_dicom_text(series):
         assert meta.manufacturer == "ACME"
 
 
-def test_load_study_strips_control_characters_from_set_aside_reasons(series):
+def test_load_study_strips_control_characters_from_other_series_labels(series):
+    # Another series of the study is listed by its label: header text, cleaned.
     _edit(series[0], SeriesInstanceUID="1.2.3", SeriesDescription="OTHER\x00\x08")
+    for result in _both(series):
+        [other] = result.series
+        assert "\x00" not in other.label and "\x08" not in other.label
+        assert "OTHER" in other.label
+
+
+def test_load_study_strips_control_characters_from_set_aside_reasons(series):
+    # Another study's file is set aside naming its StudyInstanceUID: header text.
+    _edit(series[0], StudyInstanceUID="1.2.3\x00\x08")
     for result in _both(series):
         assert "\x00" not in _reason(result, series[0].name)
         assert "\x08" not in _reason(result, series[0].name)

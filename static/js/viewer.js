@@ -12,18 +12,29 @@
 // Policy forbids eval and WebAssembly that its image loaders need, non-DICOM
 // studies (PNG, NIfTI) have no DICOM files for its loaders, and the slices are
 // already decoded to HU by the server; see the closing note of issue 17.
+//
+// A study may have several series (meta.series: the analysed one first, then
+// series kept for viewing only). Each has its own size, spacing, orientation and
+// slices; switching keeps the window, resets zoom and pan, and the AI's overlay,
+// probabilities and "next suspicious" belong to the analysed series only.
 (function () {
   "use strict";
   const viewer = document.getElementById("viewer");
   const metaScript = document.getElementById("viewer-meta");
   if (!viewer || !metaScript) return;
   const meta = JSON.parse(metaScript.textContent);
-  const [count, rows, cols] = meta.shape;
   const isHU = meta.units === "HU";
   const unit = isHU ? "HU" : "";
-  const spacing = meta.spacing; // [row mm, column mm] or null
   const overlays = new Set(meta.overlays);
   const probs = meta.probabilities;
+  const allSeries = meta.series && meta.series.length ? meta.series : [{
+    index: 0, analysed: true, label: "", shape: meta.shape, encoding: meta.encoding,
+    spacing: meta.spacing, orientation: meta.orientation, window: meta.window,
+    dataUrl: `${meta.dataUrl}?series=0`,
+  }];
+  // The series shown, and its geometry: set by useSeries().
+  let series = allSeries[0];
+  let count, rows, cols, spacing, encoding, slices, image, pixels32;
 
   const $ = (sel) => viewer.querySelector(sel);
   const stage = $(".viewer-stage");
@@ -46,16 +57,13 @@
   const bars = Array.from(document.querySelectorAll(".prob-bar"));
   const list = document.getElementById("measurement-list");
   const field = document.querySelector("input[name=measurements]");
-
-  canvas.width = cols;
-  canvas.height = rows;
-  frame.style.width = `${cols}px`;
-  frame.style.height = `${rows}px`;
-  const image = ctx.createImageData(cols, rows);
-  const pixels32 = new Uint32Array(image.data.buffer);
+  const picker = document.getElementById("series-picker");
+  const aiNote = document.getElementById("ai-note");
+  const strip = document.getElementById("prob-strip");
+  const nextButton = viewer.querySelector("[data-action=next]"); // only with an AI result
 
   const state = {
-    index: Math.min(Math.max(meta.start || 0, 0), count - 1),
+    index: Math.min(Math.max(meta.start || 0, 0), meta.shape[0] - 1),
     centre: meta.window[0],
     width: meta.window[1],
     invert: false,
@@ -68,9 +76,59 @@
     measurements: [],
     drawing: null,
   };
-  state.measurements = (meta.measurements || []).map((m) => Object.assign({}, m));
-  const slices = new Array(count); // Int16Array per slice, once loaded
-  const pending = new Set(); // first slice of each block being fetched
+  state.measurements = (meta.measurements || []).map((m) => Object.assign({ series: 0 }, m));
+  // Per series: its slices (Int16Array each, once loaded), the blocks being
+  // fetched, and the slice it was left on.
+  const loaded = new Map(allSeries.map((s) => [s.index, { slices: new Array(s.shape[0]), pending: new Set(), at: null }]));
+  let loadRun = 0; // a new run stops the previous series' loading loop
+
+  function useSeries(next) {
+    const previous = series;
+    const fraction = count > 1 ? state.index / (count - 1) : 0;
+    if (count !== undefined) loaded.get(previous.index).at = state.index;
+    series = next;
+    [count, rows, cols] = series.shape;
+    spacing = series.spacing; // [row mm, column mm] or null
+    encoding = series.encoding;
+    slices = loaded.get(series.index).slices;
+    canvas.width = cols;
+    canvas.height = rows;
+    frame.style.width = `${cols}px`;
+    frame.style.height = `${rows}px`;
+    image = ctx.createImageData(cols, rows);
+    pixels32 = new Uint32Array(image.data.buffer);
+    slider.max = String(count - 1);
+    // Where it was left, else the same height in the stack (both run foot to head).
+    const at = loaded.get(series.index).at;
+    if (previous !== series) state.index = at !== null ? at : Math.round(fraction * (count - 1));
+    state.index = Math.min(Math.max(state.index, 0), count - 1);
+    state.zoom = 1; state.panX = 0; state.panY = 0; // the window stays
+    for (const edge of ["left", "right", "top", "bottom"]) {
+      const el = $(`.viewer-edge.${edge}`);
+      el.textContent = series.orientation ? series.orientation[edge] : "";
+      el.classList.toggle("d-none", !series.orientation);
+    }
+    if (picker) picker.value = String(series.index);
+    if (aiNote) aiNote.classList.toggle("d-none", series.analysed);
+    if (strip) strip.classList.toggle("other-series", !series.analysed);
+    // The AI's controls do nothing on another series: disabled, not hidden.
+    for (const control of [nextButton, toggle, opacity]) if (control) control.disabled = !series.analysed;
+    viewer.dataset.series = String(series.index);
+  }
+  function setSeries(index) {
+    const next = allSeries.find((s) => s.index === index);
+    if (!next || next === series) return;
+    cine(false);
+    state.drawing = null;
+    useSeries(next);
+    updateLoading();
+    render();
+    loadAll();
+  }
+  function stepSeries(step) {
+    const k = allSeries.indexOf(series);
+    setSeries(allSeries[(k + step + allSeries.length) % allSeries.length].index);
+  }
 
   // --- Geometry ----------------------------------------------------------------
   function fit() {
@@ -98,7 +156,7 @@
   function value(slice, x, y) {
     const xi = Math.floor(x), yi = Math.floor(y);
     if (!slice || xi < 0 || yi < 0 || xi >= cols || yi >= rows) return null;
-    return slice[yi * cols + xi] * meta.encoding.scale + meta.encoding.offset;
+    return slice[yi * cols + xi] * encoding.scale + encoding.offset;
   }
   function mm(dx, dy) {
     if (!spacing) return null;
@@ -106,32 +164,39 @@
   }
 
   // --- Loading ------------------------------------------------------------------
-  async function fetchBlock(first) {
-    if (pending.has(first) || slices[first]) return;
-    pending.add(first);
+  async function fetchBlock(target, first) {
+    const store = loaded.get(target.index);
+    if (store.pending.has(first) || store.slices[first]) return;
+    store.pending.add(first);
     try {
-      const res = await fetch(`${meta.dataUrl}?start=${first}&count=${meta.block}`, { credentials: "same-origin" });
+      const res = await fetch(`${target.dataUrl}&start=${first}&count=${meta.block}`, { credentials: "same-origin" });
       if (!res.ok) throw new Error(`slices ${first + 1}+: ${res.status}`);
       const buffer = await res.arrayBuffer();
       const n = parseInt(res.headers.get("X-Slice-Count"), 10);
-      const size = rows * cols;
-      for (let k = 0; k < n; k++) slices[first + k] = new Int16Array(buffer, k * size * 2, size);
+      const size = target.shape[1] * target.shape[2];
+      for (let k = 0; k < n; k++) store.slices[first + k] = new Int16Array(buffer, k * size * 2, size);
+      if (target !== series) return; // the reader moved on to another series
       if (first <= state.index && state.index < first + n) render();
       updateLoading();
     } catch (err) {
       loading.textContent = "Some slices could not be loaded; reload the page to try again.";
       loading.classList.remove("d-none");
     } finally {
-      pending.delete(first);
+      store.pending.delete(first);
     }
   }
-  // The block with the current slice first, then outwards from it.
+  // The block with the current slice first, then outwards from it; a switch to
+  // another series stops this loop and starts one for that series.
   async function loadAll() {
+    const run = ++loadRun, target = series;
     const blocks = [];
     for (let b = 0; b < count; b += meta.block) blocks.push(b);
     const here = Math.floor(state.index / meta.block) * meta.block;
     blocks.sort((a, b) => Math.abs(a - here) - Math.abs(b - here));
-    for (const b of blocks) await fetchBlock(b);
+    for (const b of blocks) {
+      if (run !== loadRun) return;
+      await fetchBlock(target, b);
+    }
   }
   function updateLoading() {
     const have = slices.filter(Boolean).length;
@@ -144,12 +209,12 @@
   let lut = null, lutKey = "";
   function buildLut() {
     // int16 stored value -> grey level, for the current window; 65,536 entries.
-    const key = `${state.centre}|${state.width}|${state.invert}`;
+    const key = `${state.centre}|${state.width}|${state.invert}|${encoding.scale}|${encoding.offset}`;
     if (key === lutKey) return;
     lutKey = key;
     lut = new Uint32Array(65536);
     const low = state.centre - state.width / 2;
-    const { scale: k, offset } = meta.encoding;
+    const { scale: k, offset } = encoding;
     for (let s = -32768; s < 32768; s++) {
       let g = ((s * k + offset - low) / state.width) * 255;
       g = g < 0 ? 0 : g > 255 ? 255 : Math.round(g);
@@ -167,6 +232,7 @@
     buildLut();
     for (let i = 0; i < slice.length; i++) pixels32[i] = lut[slice[i] + 32768];
     ctx.putImageData(image, 0, 0);
+    viewer.dataset.drawn = `${series.index}:${state.index}`;
     return true;
   }
   function placeFrame() {
@@ -193,7 +259,8 @@
   }
   function render() {
     const drawn = drawSlice();
-    const showHeat = toggle && toggle.checked && overlays.has(state.index);
+    const ai = series.analysed; // the AI's results are on the analysed series only
+    const showHeat = ai && toggle && toggle.checked && overlays.has(state.index);
     heat.classList.toggle("d-none", !showHeat);
     if (showHeat) {
       const src = meta.overlayUrl.replace(/\/0\/heatmap\.png$/, `/${state.index}/heatmap.png`);
@@ -203,12 +270,13 @@
     placeFrame();
     drawMarks();
     slider.value = state.index;
-    bars.forEach((b, i) => b.classList.toggle("current", i === state.index));
+    bars.forEach((b, i) => b.classList.toggle("current", ai && i === state.index));
     const p = probs[state.index];
-    label.textContent = `Slice ${state.index + 1} / ${count}` +
+    const aiWords = !ai ? "" :
       (p === null || p === undefined ? (meta.threshold !== null ? " · not read by the AI" : "") : ` · AI ${Math.round(p * 100)}%`) +
-      (overlays.has(state.index) ? ` · ${viewer.dataset.layer}` : "") +
-      (drawn ? "" : " · loading");
+      (overlays.has(state.index) ? ` · ${viewer.dataset.layer}` : "");
+    label.textContent = (allSeries.length > 1 ? `Series ${series.label} · ` : "") +
+      `Slice ${state.index + 1} / ${count}` + aiWords + (drawn ? "" : " · loading");
     wlBox.textContent = `C ${Math.round(state.centre)} / W ${Math.round(state.width)}${unit ? " " + unit : ""} · ${Math.round(scale() * 100)}%${state.invert ? " · inverted" : ""}`;
     if (document.activeElement !== wcInput) wcInput.value = Math.round(state.centre);
     if (document.activeElement !== wwInput) wwInput.value = Math.round(state.width);
@@ -218,7 +286,7 @@
 
   // --- Measurements ---------------------------------------------------------------
   function ellipseStats(m) {
-    const slice = slices[m.slice];
+    const slice = loaded.get(m.series).slices[m.slice];
     const [[x1, y1], [x2, y2]] = m.points;
     const cx = (x1 + x2) / 2, cy = (y1 + y2) / 2;
     const rx = Math.abs(x2 - x1) / 2, ry = Math.abs(y2 - y1) / 2;
@@ -253,7 +321,7 @@
     } else if (m.kind === "ellipse") {
       ellipseStats(m);
     } else if (m.kind === "probe") {
-      const v = value(slices[m.slice], x1, y1);
+      const v = value(loaded.get(m.series).slices[m.slice], x1, y1);
       m.value = v === null ? null : +v.toFixed(1);
     }
     m.text = describe(m);
@@ -261,7 +329,7 @@
   function drawMarks() {
     const r = stage.getBoundingClientRect();
     mctx.clearRect(0, 0, r.width, r.height);
-    const shown = state.measurements.filter((m) => m.slice === state.index);
+    const shown = state.measurements.filter((m) => m.series === series.index && m.slice === state.index);
     if (state.drawing) shown.push(state.drawing);
     mctx.lineWidth = 1.5;
     mctx.font = "12px system-ui, sans-serif";
@@ -288,8 +356,8 @@
     }
   }
   function saveMeasurements() {
-    const kept = state.measurements.map(({ kind, slice, points, mm: d, area_mm2, mean, sd, value: v, text }) =>
-      ({ kind, slice, points: points.map((p) => p.map((c) => +c.toFixed(1))), mm: d, area_mm2, mean, sd, value: v, text }));
+    const kept = state.measurements.map(({ kind, series: s, slice, points, mm: d, area_mm2, mean, sd, value: v, text }) =>
+      ({ kind, series: s, slice, points: points.map((p) => p.map((c) => +c.toFixed(1))), mm: d, area_mm2, mean, sd, value: v, text }));
     if (field) field.value = JSON.stringify(kept);
     list.innerHTML = "";
     state.measurements.forEach((m, i) => {
@@ -297,8 +365,9 @@
       const go = document.createElement("button");
       go.type = "button";
       go.className = "btn btn-link btn-sm p-0";
-      go.textContent = `Slice ${m.slice + 1}: ${m.kind === "probe" ? "probe" : m.kind} ${m.text}`;
-      go.addEventListener("click", () => goTo(m.slice));
+      const where = allSeries.length > 1 ? `Series ${seriesLabel(m.series)}, slice` : "Slice";
+      go.textContent = `${where} ${m.slice + 1}: ${m.kind === "probe" ? "probe" : m.kind} ${m.text}`;
+      go.addEventListener("click", () => { setSeries(m.series); goTo(m.slice); });
       const del = document.createElement("button");
       del.type = "button";
       del.className = "btn btn-link btn-sm p-0 ms-2 text-danger";
@@ -309,6 +378,11 @@
       list.append(li);
     });
     list.closest("[data-measurements]").classList.toggle("d-none", state.measurements.length === 0);
+  }
+
+  function seriesLabel(index) {
+    const found = allSeries.find((s) => s.index === index);
+    return found ? found.label : String(index);
   }
 
   // --- Actions ----------------------------------------------------------------------
@@ -332,7 +406,7 @@
   }
   function reset() {
     state.zoom = 1; state.panX = 0; state.panY = 0; state.invert = false;
-    setWindow(meta.window[0], meta.window[1], viewer.dataset.defaultWindow);
+    setWindow(series.window[0], series.window[1], viewer.dataset.defaultWindow);
   }
   function zoomAt(factor, clientX, clientY) {
     const before = toImage(clientX, clientY);
@@ -344,6 +418,7 @@
     render();
   }
   function nextSuspicious(step) {
+    if (!series.analysed) return; // the AI read the analysed series only
     const marked = (i) => overlays.has(i) || (probs[i] !== null && meta.threshold !== null && probs[i] >= meta.threshold);
     for (let k = 1; k < count; k++) {
       const i = (state.index + step * k + count) % count;
@@ -370,7 +445,7 @@
     drag = { tool, x: e.clientX, y: e.clientY, centre: state.centre, width: state.width, panX: state.panX, panY: state.panY, zoom: state.zoom };
     if (["length", "ellipse", "probe"].includes(tool)) {
       const p = toImage(e.clientX, e.clientY);
-      state.drawing = { kind: tool, slice: state.index, points: [p, p.slice()] };
+      state.drawing = { kind: tool, series: series.index, slice: state.index, points: [p, p.slice()] };
       if (tool === "probe") finish(state.drawing);
     }
     stage.setPointerCapture(e.pointerId);
@@ -436,6 +511,7 @@
     else if (key === "r") reset();
     else if (key === "o" || key === "h") { if (toggle) { toggle.checked = !toggle.checked; render(); } }
     else if (key === "n") nextSuspicious(e.shiftKey ? -1 : 1);
+    else if (key === "s" && allSeries.length > 1) stepSeries(e.shiftKey ? -1 : 1);
     else if (key === "c" || key === " ") cine(!state.cine);
     else if (key === "?" || key === "/") help.showModal();
     else if (key === "Delete" || key === "Backspace") { state.measurements.pop(); saveMeasurements(); render(); }
@@ -459,25 +535,19 @@
   viewer.querySelector("[data-action=reset]").addEventListener("click", reset);
   viewer.querySelector("[data-action=invert]").addEventListener("click", () => { state.invert = !state.invert; render(); });
   viewer.querySelector("[data-action=cine]").addEventListener("click", () => cine(!state.cine));
-  const next = viewer.querySelector("[data-action=next]"); // only with an AI result
-  if (next) next.addEventListener("click", () => nextSuspicious(1));
+  if (nextButton) nextButton.addEventListener("click", () => nextSuspicious(1));
+  if (picker) picker.addEventListener("change", () => setSeries(parseInt(picker.value, 10)));
   viewer.querySelector("[data-action=help]").addEventListener("click", () => help.showModal());
   const fps = document.getElementById("cine-fps");
   fps.addEventListener("change", () => { state.fps = parseInt(fps.value, 10) || 10; if (state.cine) cine(true); });
   slider.addEventListener("input", () => goTo(parseInt(slider.value, 10)));
-  bars.forEach((b) => b.addEventListener("click", () => goTo(parseInt(b.dataset.index, 10))));
+  // A bar is a slice of the analysed series: clicking one opens that series there.
+  bars.forEach((b) => b.addEventListener("click", () => { setSeries(0); goTo(parseInt(b.dataset.index, 10)); }));
   if (toggle) toggle.addEventListener("change", render);
   if (opacity) opacity.addEventListener("input", () => { heat.style.opacity = opacity.value / 100; });
   window.addEventListener("resize", render);
   const form = document.querySelector("[data-testid=review-form]");
   if (form && field) form.addEventListener("submit", saveMeasurements);
-
-  // Orientation markers from the DICOM orientation; hidden when it is unknown.
-  for (const edge of ["left", "right", "top", "bottom"]) {
-    const el = $(`.viewer-edge.${edge}`);
-    el.textContent = meta.orientation ? meta.orientation[edge] : "";
-    el.classList.toggle("d-none", !meta.orientation);
-  }
 
   // For tests and benches: image pixels to page pixels, and the slices in memory.
   window.strokeViewer = {
@@ -488,8 +558,11 @@
     },
     loaded: () => slices.filter(Boolean).length,
     goTo,
+    setSeries,
   };
 
+  // Orientation markers and the scale bar come from each series' own geometry.
+  useSeries(series);
   state.measurements.forEach((m) => { m.text = describe(m); });
   saveMeasurements();
   setTool("window");
