@@ -24,3 +24,21 @@ def study_enqueue(*, study_id: int) -> None:
             study_id,
             exc_info=True,
         )
+
+
+def series_read_enqueue(*, study_id: int) -> None:
+    """Send the ready study's other series to be read for the viewer, if it has any
+    not read yet. With the broker down they stay pending: the sweeper sends them."""
+    from .services.series import series_pending_exist
+    from .tasks import series_read_task
+
+    if not series_pending_exist(study_id=study_id):
+        return
+    try:
+        series_read_task.delay(study_id)
+    except BrokerError:
+        logger.warning(
+            "Broker unreachable: the series of study %s wait for the sweeper",
+            study_id,
+            exc_info=True,
+        )

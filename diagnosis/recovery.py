@@ -7,7 +7,9 @@ must outlast a training job (hours, see settings). A broker restarted without it
 data loses the messages of QUEUED studies. The beat sweeper (`study_sweep_task`,
 every STUDY_SWEEP_SECONDS) finds both in the database, the source of truth, and sends
 each such study a new message. `services.study_claim` is a guarded UPDATE, so a
-message that turns up twice finds the study taken or done and does nothing.
+message that turns up twice finds the study taken or done and does nothing. The same
+sweep sends again the other series (for viewing) of a ready study that were left
+unread past a lease while their queue is empty; reading them twice is harmless.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from accounts.audit import audit_record
 from stroke_portal import infrastructure
 
 from . import queue
-from .models import Study, StudyStatus, WorklistBucket
+from .models import SeriesStatus, Study, StudyStatus, WorklistBucket
 
 logger = logging.getLogger(__name__)
 
 PROCESS_TASK = "diagnosis.tasks.study_process_task"
+SERIES_TASK = "diagnosis.tasks.series_read_task"
 
 
 class Action:
@@ -43,11 +46,18 @@ class SweepResult:
 
     resent: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    #: Ready studies whose other series were sent to be read again.
+    series: list[int] = field(default_factory=list)
 
 
 def broker_queue_length() -> int | None:
     """Messages waiting in the queue studies are sent to (None: no answer)."""
     return infrastructure.broker_queue_length(PROCESS_TASK)
+
+
+def series_queue_length() -> int | None:
+    """Messages waiting in the queue other series are sent to (None: no answer)."""
+    return infrastructure.broker_queue_length(SERIES_TASK)
 
 
 def studies_requeue_stalled() -> SweepResult:
@@ -71,7 +81,30 @@ def studies_requeue_stalled() -> SweepResult:
         for study_id in lost.values_list("pk", flat=True):
             if _study_resend(candidates=lost, study_id=study_id, now=now):
                 result.resent.append(study_id)
+    result.series = _series_resend(cutoff)
     return result
+
+
+def _series_resend(cutoff: datetime) -> list[int]:
+    """Ready studies whose other series are still unread a lease after the study
+    was ready, while their queue is empty: the message was lost or its worker died."""
+    unread = list(
+        Study.objects.filter(
+            status=StudyStatus.READY,
+            ready_at__lt=cutoff,
+            other_series__status=SeriesStatus.PENDING,
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    if not unread or series_queue_length() != 0:
+        return []
+    for study_id in unread:
+        logger.warning(
+            "Sweep: the series of study %s were not read; sent again", study_id
+        )
+        queue.series_read_enqueue(study_id=study_id)
+    return unread
 
 
 def _not_resent_since(cutoff: datetime) -> Q:

@@ -33,12 +33,28 @@ def study_process_task(self, study_id: int) -> str:
     return outcome
 
 
+@shared_task(
+    name="diagnosis.tasks.series_read_task",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.STUDY_SOFT_TIME_LIMIT,
+    time_limit=settings.STUDY_SOFT_TIME_LIMIT + 30,
+    autoretry_for=INFRASTRUCTURE_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=8,
+)
+def series_read_task(study_id: int) -> int:
+    """A ready study's other series, read for the viewer (the AI never sees them)."""
+    return services.series_read_pending(study_id=study_id)
+
+
 @shared_task(name="diagnosis.tasks.study_sweep_task", ignore_result=True)
 def study_sweep_task() -> dict:
     """Beat, every STUDY_SWEEP_SECONDS: studies whose worker died or whose message was
     lost are sent again (diagnosis.recovery)."""
     result = recovery.studies_requeue_stalled()
-    return {"resent": result.resent, "failed": result.failed}
+    return {"resent": result.resent, "failed": result.failed, "series": result.series}
 
 
 @worker_process_init.connect

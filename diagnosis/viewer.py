@@ -113,7 +113,7 @@ def _series_note(series: Series) -> str:
     if series.status == SeriesStatus.FAILED:
         return series.error_message
     if series.status == SeriesStatus.PENDING:
-        return "read with the study's next analysis"
+        return "being read for viewing (after the AI's analysis): reload in a moment"
     return "; ".join(series.warnings or [])
 
 

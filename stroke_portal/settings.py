@@ -350,6 +350,8 @@ CELERY_TASK_ROUTES = {
     "feedback.tasks.model_check_task": {"queue": "training"},
     # Not behind the studies it rescues, nor held up by a dead inference worker.
     "diagnosis.tasks.study_sweep_task": {"queue": "default"},
+    # Series kept for viewing only: never ahead of the next study's analysis.
+    "diagnosis.tasks.series_read_task": {"queue": "default"},
     "feedback.tasks.job_sweep_task": {"queue": "default"},
     # The DICOM node's work (completing received studies, sending results back to
     # the PACS, alerts): network-bound and light.

@@ -1,5 +1,6 @@
 """Writes to diagnosis: ingest an upload or a received study (`upload`, `merge`),
-process a study in a worker (`claims`, `processing`), record a review (`review`).
+process a study in a worker (`claims`, `processing`) and read its other series
+for the viewer (`series`), record a review (`review`).
 Callers import from here."""
 
 from .claims import study_claim
@@ -13,6 +14,7 @@ from .processing import (
     study_reprocess,
 )
 from .review import review_submit
+from .series import series_read_pending
 from .upload import (
     ANALYSABLE_MODALITIES,
     Origin,
@@ -37,6 +39,7 @@ __all__ = [
     "acquired_at",
     "review_submit",
     "scrub_paths",
+    "series_read_pending",
     "study_add_instances",
     "study_claim",
     "study_create",

@@ -19,15 +19,9 @@ from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
 
 from .. import extensions, findings, ml_adapter, signals, storage
 from ..models import AIResult, Label, Slice, Study, StudyStatus, WorklistBucket
-from ..queue import study_enqueue
+from ..queue import series_read_enqueue, study_enqueue
 from .claims import claim_fail, claim_heartbeat, study_claim
 from .common import file_names, scrub_paths, stored_files, stroke_type_for
-from .series import (
-    series_read_all,
-    series_results_save,
-    series_volumes_discard,
-    series_volumes_place,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -277,22 +271,13 @@ def _study_ready(study: Study, token: str, **fields) -> bool:
     transaction.on_commit(
         lambda: signals.study_ready.send(sender=Study, study_id=study.pk)
     )
+    # After study_ready's receivers (alerts, reports): series for viewing only.
+    transaction.on_commit(lambda: series_read_enqueue(study_id=study.pk))
     return True
-
-
-def _other_series_read(study: Study, token: str):
-    """The study's other series, read for the viewer under this claim."""
-    total = study.slice_count
-    return series_read_all(
-        study=study,
-        token=token,
-        heartbeat=lambda: claim_heartbeat(study.pk, token, total, total),
-    )
 
 
 def _results_store(*, study, model, token, analysis, loaded) -> str:
     derived = _write_derived(study.pk, token, loaded.volume, analysis, model.card)
-    series = _other_series_read(study, token)
     result = _result_of(study, model, analysis)
     with transaction.atomic():
         won = _study_ready(
@@ -308,13 +293,10 @@ def _results_store(*, study, model, token, analysis, loaded) -> str:
             ),
         )
         if not won:
-            series_volumes_discard(series)
             return ProcessOutcome.SKIPPED
         result.save()
         _slices_update(study, analysis, derived["heatmaps"])
-        series_results_save(series)
     derived["volume"].replace(storage.volume_path(study.pk))
-    series_volumes_place(study.pk, series)
     return ProcessOutcome.DONE
 
 
@@ -327,7 +309,6 @@ def _outside_scope_store(*, study, model, token, loaded, reason: str) -> str:
         if loaded is not None
         else None
     )
-    series = _other_series_read(study, token) if loaded is not None else []
     with transaction.atomic():
         won = _study_ready(
             study,
@@ -338,13 +319,10 @@ def _outside_scope_store(*, study, model, token, loaded, reason: str) -> str:
             priority=OUTSIDE_SCOPE_PRIORITY,
         )
         if not won:
-            series_volumes_discard(series)
             return ProcessOutcome.SKIPPED
         study.slices.update(probability=None, heatmap_name="")
-        series_results_save(series)
     if derived is not None:
         derived["volume"].replace(storage.volume_path(study.pk))
-    series_volumes_place(study.pk, series)
     return ProcessOutcome.DONE
 
 

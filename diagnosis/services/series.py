@@ -1,12 +1,13 @@
 """A study's other series (diagnosis.models.Series), read in the worker for the
-viewer only: the AI never sees them. Each is read under the study's claim, before
-the study is made ready, so a redelivered message reads it again with the rest; a
-series that cannot be read says why and leaves the study as it is."""
+viewer only: the AI never sees them. They are read after the study is ready, in a
+task of their own (`series_read_task`), so that a study's alerts and its place on
+the worklist never wait for series the AI does not read; a series that cannot be
+read says why and leaves the study as it is."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 from stroke_portal.infrastructure import INFRASTRUCTURE_ERRORS
 
 from .. import ml_adapter, storage
-from ..models import Series, SeriesStatus, Study
+from ..models import Series, SeriesStatus, Study, StudyStatus
 from .common import StoredFile, file_names, scrub_paths, stored_files
 
 logger = logging.getLogger(__name__)
@@ -23,8 +24,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SeriesRead:
-    """One series as the worker read it: its volume written under the claim's
-    token (`partial`) or why it could not be read (`error`)."""
+    """One series as the worker read it: its volume written under a name of its
+    own (`partial`) or why it could not be read (`error`)."""
 
     series: Series
     partial: Path | None = None
@@ -33,21 +34,32 @@ class SeriesRead:
     warnings: list[str] = field(default_factory=list)
 
 
-def series_read_all(
-    *, study: Study, token: str, heartbeat: Callable[[], None]
-) -> list[SeriesRead]:
-    """Read each of the study's other series (HU, ordered by position, as the
-    analysed one) and write its volume beside the analysed volume, named by the
-    claim so that a worker that lost the claim overwrites nothing."""
-    series = list(study.other_series.all())
-    if not series:
-        return []
+def series_read_pending(*, study_id: int) -> int:
+    """Read the ready study's other series not read yet (HU, ordered by position,
+    as the analysed one), write each volume beside the analysed volume and record
+    it; returns how many were recorded. Safe to run twice: a volume takes its final
+    name before a guarded UPDATE records it, and a second reader writes the same
+    values."""
+    study = Study.objects.filter(pk=study_id, status=StudyStatus.READY).first()
+    if study is None:  # reprocessing or gone: its next ready reads them
+        return 0
+    pending = list(study.other_series.filter(status=SeriesStatus.PENDING))
+    if not pending:
+        return 0
     files = stored_files(study.pk)
-    reads = []
-    for item in series:
-        reads.append(_read_one(study, item, files=files, token=token))
-        heartbeat()
-    return reads
+    recorded = 0
+    for series in pending:
+        read = _read_one(study, series, files=files, token=uuid.uuid4().hex)
+        if read.partial is not None:
+            read.partial.replace(storage.volume_path(study.pk, series=series.index))
+        recorded += _series_record(read)
+    return recorded
+
+
+def series_pending_exist(*, study_id: int) -> bool:
+    return Series.objects.filter(
+        study_id=study_id, status=SeriesStatus.PENDING
+    ).exists()
 
 
 def _read_one(
@@ -92,28 +104,16 @@ def _read_warnings(series: Series, loaded, *, names) -> list[str]:
     return warnings
 
 
-def series_results_save(reads: list[SeriesRead]) -> None:
-    """Record what was read, in the transaction that makes the study ready."""
-    for read in reads:
-        ok = read.partial is not None
-        fields = {
-            "status": SeriesStatus.READY if ok else SeriesStatus.FAILED,
-            "error_message": "" if ok else f"Could not be read: {read.error}"[:2000],
-            "warnings": read.warnings,
-        }
-        if ok:
-            fields["slice_count"] = read.slice_count
-        Series.objects.filter(pk=read.series.pk).update(**fields)
-
-
-def series_volumes_place(study_id: int, reads: list[SeriesRead]) -> None:
-    """Once the study is ready: each volume read takes its final name."""
-    for read in reads:
-        if read.partial is not None:
-            final = storage.volume_path(study_id, series=read.series.index)
-            read.partial.replace(final)
-
-
-def series_volumes_discard(reads: list[SeriesRead]) -> None:
-    """A worker that lost the claim leaves nothing of its reading behind."""
-    storage.remove_quietly(r.partial for r in reads if r.partial is not None)
+def _series_record(read: SeriesRead) -> int:
+    """Record what was read, once: only a series still pending is changed."""
+    ok = read.partial is not None
+    fields = {
+        "status": SeriesStatus.READY if ok else SeriesStatus.FAILED,
+        "error_message": "" if ok else f"Could not be read: {read.error}"[:2000],
+        "warnings": read.warnings,
+    }
+    if ok:
+        fields["slice_count"] = read.slice_count
+    return Series.objects.filter(pk=read.series.pk, status=SeriesStatus.PENDING).update(
+        **fields
+    )

@@ -16,7 +16,7 @@ from accounts.tests.factories import PASSWORD, UserFactory
 from conftest import CHROMIUM
 from diagnosis import services
 from diagnosis.models import Study
-from diagnosis.tasks import study_process_task
+from diagnosis.tasks import series_read_task, study_process_task
 
 from .conftest import series_hu, two_series_analysis, uploads_of
 from .test_browser_seg import ARTIFACTS
@@ -42,6 +42,7 @@ def study(transactional_db, settings, tmp_path, monkeypatch, request, two_series
         user=clinician, files=uploads_of(two_series_dir), clinical={}
     ).study
     study_process_task.apply(args=[study.pk])
+    series_read_task.apply(args=[study.pk])
     return Study.objects.get(pk=study.pk)
 
 

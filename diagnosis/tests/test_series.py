@@ -6,6 +6,7 @@ and cached as the analysed series is. Through the upload form and the real task.
 import html
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,12 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import AuditEntry
-from diagnosis import services, storage
+from diagnosis import recovery, services, storage
 from diagnosis.models import Series, SeriesStatus, Study, StudyFile, StudyStatus
-from diagnosis.tasks import study_process_task
+from diagnosis.tasks import series_read_task, study_process_task, study_sweep_task
 
 from .conftest import fake_analysis, series_hu, two_series_analysis, uploads_of
 
@@ -39,11 +41,18 @@ def upload_two_series(
         assert response.status_code == 302, response.content.decode()[:2000]
         study = Study.objects.get(uploaded_by=clinician)
         if process:
-            study_process_task.apply(args=[study.pk])
-            study.refresh_from_db()
+            analyse(study)
         return study
 
     return upload
+
+
+def analyse(study: Study) -> None:
+    """What the worker does with the study: the analysis, then (a task of its own,
+    sent once the study is ready) the reading of its other series."""
+    study_process_task.apply(args=[study.pk])
+    series_read_task.apply(args=[study.pk])
+    study.refresh_from_db()
 
 
 def slice_data(client, study, **params):
@@ -199,9 +208,8 @@ def test_a_series_that_cannot_be_read_says_why_and_the_study_is_ready(
     for row in StudyFile.objects.filter(study=study, sha256__in=other.files):
         (storage.uploads_root() / row.storage_name).unlink()  # lost from the disk
 
-    study_process_task.apply(args=[study.pk])
+    analyse(study)
 
-    study.refresh_from_db()
     other.refresh_from_db()
     assert study.status == StudyStatus.READY and study.ai_label == "stroke"
     assert other.status == SeriesStatus.FAILED
@@ -296,8 +304,7 @@ def test_a_real_philips_exam_keeps_its_5mm_series_beside_the_tilted_one(
 
     as_clinician.post(UPLOAD, {"files": files})
     study = Study.objects.get(uploaded_by=clinician)
-    study_process_task.apply(args=[study.pk])
-    study.refresh_from_db()
+    analyse(study)
 
     assert study.status == StudyStatus.READY and study.rejected_files == []
     assert study.slice_count == len(tilted) == 54
@@ -314,3 +321,74 @@ def test_a_real_philips_exam_keeps_its_5mm_series_beside_the_tilted_one(
     assert np.array_equal(as_volume(response, (1, 512, 512)), volume[14:15])
     text = page_text(as_clinician, study)
     assert '201 "STD BRAIN 5MM": 28 slices, 5 mm thick — viewable' in text
+
+
+def test_the_study_is_ready_before_its_other_series_are_read(
+    upload_two_series, as_clinician, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The stroke team's alert and the worklist go with the study's ready; series for
+    viewing only follow in a task of their own, sent once the study is ready."""
+    sent = []
+    monkeypatch.setattr("diagnosis.tasks.series_read_task.delay", sent.append)
+    study = upload_two_series(process=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        study_process_task.apply(args=[study.pk])
+    study.refresh_from_db()
+    other = Series.objects.get(study=study)
+    assert (study.status, other.status) == (StudyStatus.READY, SeriesStatus.PENDING)
+    assert sent == [study.pk]
+    assert "being read for viewing" in page_text(as_clinician, study)
+    assert slice_data(as_clinician, study, series=1, start=0).status_code == 404
+
+    assert series_read_task.apply(args=[study.pk]).result == 1
+    other.refresh_from_db()
+    assert other.status == SeriesStatus.READY
+    assert slice_data(as_clinician, study, series=1, start=0).status_code == 200
+    assert series_read_task.apply(args=[study.pk]).result == 0  # twice: nothing new
+
+
+def test_a_study_without_other_series_sends_no_series_task(
+    as_clinician,
+    series_dir,
+    active_model,
+    stub_analysis,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    sent = []
+    monkeypatch.setattr("diagnosis.tasks.study_process_task.delay", lambda pk: None)
+    monkeypatch.setattr("diagnosis.tasks.series_read_task.delay", sent.append)
+    as_clinician.post(UPLOAD, {"files": uploads_of(series_dir)})
+    study = Study.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        study_process_task.apply(args=[study.pk])
+    study.refresh_from_db()
+    assert study.status == StudyStatus.READY and sent == []
+
+
+def test_the_sweeper_sends_again_series_left_unread(
+    upload_two_series, monkeypatch, django_capture_on_commit_callbacks, settings
+):
+    """A lost message or a dead worker leaves a ready study's series pending: past a
+    lease, with their queue empty, the sweep sends them again; not before, and not
+    while the queue still holds messages."""
+    sent, waiting = [], {"length": 3}
+    monkeypatch.setattr("diagnosis.tasks.series_read_task.delay", sent.append)
+    monkeypatch.setattr(recovery, "series_queue_length", lambda: waiting["length"])
+    study = upload_two_series(process=False)
+    study_process_task.apply(args=[study.pk])
+
+    def sweep() -> list[int]:
+        with django_capture_on_commit_callbacks(execute=True):
+            return study_sweep_task.apply().result["series"]
+
+    assert sweep() == []  # ready just now: its message may still be on its way
+    lease = settings.PROCESSING_LEASE_SECONDS
+    Study.objects.filter(pk=study.pk).update(
+        ready_at=timezone.now() - timedelta(seconds=lease + 1)
+    )
+    assert sweep() == [] and sent == []  # the queue is busy: it waits its turn
+    waiting["length"] = 0
+    assert sweep() == [study.pk] and sent == [study.pk]
+    series_read_task.apply(args=[study.pk])
+    assert sweep() == []

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from diagnosis import services
 from diagnosis.models import Study, StudyStatus
-from diagnosis.tasks import study_process_task
+from diagnosis.tasks import series_read_task, study_process_task
 from diagnosis.tests import conftest as diagnosis_fixtures
 
 from .conftest import uploads_of
@@ -30,6 +30,7 @@ def test_the_pdf_names_the_series_of_each_measurement(
     )
     study = Study.objects.get(uploaded_by=clinician)
     study_process_task.apply(args=[study.pk])
+    series_read_task.apply(args=[study.pk])
     study.refresh_from_db()
     assert study.status == StudyStatus.READY
     services.review_submit(
