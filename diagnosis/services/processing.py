@@ -203,6 +203,16 @@ def _write_derived(
     return {"volume": partial, "heatmaps": names}
 
 
+def _discard_derived(study_id: int, derived: dict) -> None:
+    """A worker that lost its claim leaves none of its files behind."""
+    storage.remove_quietly(
+        [
+            derived["volume"],
+            *(storage.heatmap_path(study_id, n) for n in derived["heatmaps"].values()),
+        ]
+    )
+
+
 def _result_of(study: Study, model, analysis: ml_adapter.Analysis) -> AIResult:
     """The AI result an analysis makes (unsaved): the record a study's AI fields,
     reports and feedback cases are copied from."""
@@ -293,6 +303,7 @@ def _results_store(*, study, model, token, analysis, loaded) -> str:
             ),
         )
         if not won:
+            _discard_derived(study.pk, derived)
             return ProcessOutcome.SKIPPED
         result.save()
         _slices_update(study, analysis, derived["heatmaps"])
@@ -319,6 +330,8 @@ def _outside_scope_store(*, study, model, token, loaded, reason: str) -> str:
             priority=OUTSIDE_SCOPE_PRIORITY,
         )
         if not won:
+            if derived is not None:
+                _discard_derived(study.pk, derived)
             return ProcessOutcome.SKIPPED
         study.slices.update(probability=None, heatmap_name="")
     if derived is not None:

@@ -87,6 +87,10 @@ def test_worker_that_lost_its_claim_stores_nothing(study, active_model, monkeypa
     monkeypatch.setattr("diagnosis.ml_adapter.analyse", analyse_then_lose_claim)
     assert services.study_process(study_id=study.pk) == services.ProcessOutcome.SKIPPED
     assert not AIResult.objects.exists()
+    # Nor any file: its volume and overlays, written under its claim, are removed.
+    folder = storage.study_dir(study.pk)
+    left = [p.name for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+    assert left == []
 
 
 def test_model_error_fails_the_study_with_a_readable_reason(
