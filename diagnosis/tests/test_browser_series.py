@@ -13,21 +13,17 @@ import pytest
 from django.urls import reverse
 
 from accounts.tests.factories import PASSWORD, UserFactory
-from conftest import CHROMIUM
 from diagnosis import services
 from diagnosis.models import Study
 from diagnosis.tasks import series_read_task, study_process_task
+from tests.browser import ARTIFACTS, needs_chromium
 
 from .conftest import series_hu, two_series_analysis, uploads_of
-from .test_browser_seg import ARTIFACTS
 from .test_browser_viewer import at, expected_grey, grey, window
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt install chromium)",
-    ),
+    needs_chromium,
 ]
 
 

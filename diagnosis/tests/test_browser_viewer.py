@@ -14,20 +14,16 @@ from django.urls import reverse
 
 from accounts.models import AuditEntry
 from accounts.tests.factories import PASSWORD, UserFactory
-from conftest import CHROMIUM
 from diagnosis import services, storage
 from diagnosis.models import Study
 from diagnosis.tasks import study_process_task
+from tests.browser import ARTIFACTS, needs_chromium
 
 from .conftest import uploads_of
-from .test_browser_seg import ARTIFACTS
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt install chromium)",
-    ),
+    needs_chromium,
 ]
 
 SIZE, SLICES = 64, 8
