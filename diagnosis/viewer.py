@@ -149,9 +149,25 @@ def _series_meta(study: Study, series: Series | None) -> dict:
         "thicknessWords": _millimetres(metadata.get("slice_thickness_mm")),
         "orientation": ml_adapter.edge_labels(metadata.get("image_orientation")),
         "window": list(ml_adapter.viewer_window(volume, units=study.units)),
+        "positions": _positions(study, series, count=volume.shape[0]),
         "dataUrl": reverse("diagnosis:slice-data", args=[study.pk])
         + f"?series={index}",
     }
+
+
+def _positions(study: Study, series: Series | None, *, count: int) -> list | None:
+    """Each slice's position (mm, along the superior-pointing normal) of a series,
+    so that switching series keeps the level; None when any is unknown."""
+    if series is None:
+        found = list(
+            study.slices.order_by("index").values_list("position_mm", flat=True)
+        )
+    else:
+        found = (series.dicom_metadata or {}).get("positions_mm") or []
+    ok = len(found) == count and all(
+        isinstance(p, int | float) and math.isfinite(p) for p in found
+    )
+    return [float(p) for p in found] if ok else None
 
 
 def viewer_meta(

@@ -30,6 +30,8 @@ class SeriesRead:
     series: Series
     partial: Path | None = None
     slice_count: int = 0
+    #: Each slice's position (mm) along the superior-pointing normal, or None.
+    positions: list[float | None] = field(default_factory=list)
     error: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -89,8 +91,13 @@ def _read_one(
         series,
         partial=partial,
         slice_count=len(loaded.slices),
+        positions=[_rounded(s.position_mm) for s in loaded.slices],
         warnings=_read_warnings(series, loaded, names=names),
     )
+
+
+def _rounded(position: float | None) -> float | None:
+    return round(position, 2) if position is not None else None
 
 
 def _read_warnings(series: Series, loaded, *, names) -> list[str]:
@@ -114,6 +121,11 @@ def _series_record(read: SeriesRead) -> int:
     }
     if ok:
         fields["slice_count"] = read.slice_count
+        # The viewer opens another series at the level the reader was looking at.
+        fields["dicom_metadata"] = {
+            **(read.series.dicom_metadata or {}),
+            "positions_mm": read.positions,
+        }
     return Series.objects.filter(pk=read.series.pk, status=SeriesStatus.PENDING).update(
         **fields
     )

@@ -170,6 +170,14 @@ def test_the_picker_shows_the_other_series_with_its_own_values_and_spacing(page,
     page.keyboard.press("Shift+S")
     shown(page, series=1, slices=10)
     assert viewer.get_attribute("data-current") == "2"
+    # Switching opens the other series at the level the reader is looking at: slice
+    # 9 of this one lies 40 mm up, as slice 17 of the analysed one does.
+    for _ in range(6):
+        page.keyboard.press("ArrowDown")
+    assert viewer.get_attribute("data-current") == "8"
+    page.keyboard.press("s")
+    shown(page, series=0, slices=20)
+    assert viewer.get_attribute("data-current") == "16"
     page.keyboard.press("?")
     assert "next / previous series" in page.locator("#viewer-help").inner_text()
     page.keyboard.press("Escape")

@@ -120,6 +120,8 @@ def test_the_ai_reads_the_chosen_series_and_the_other_is_kept_and_viewable(
         "spacing": [0.5, 0.5],
         "thickness": 2.5,
         "orientation": {"left": "R", "right": "L", "top": "A", "bottom": "P"},
+        # Each slice's level (mm), for opening another series at the same one.
+        "positions": [2.5 * k for k in range(20)],
         "window": None,
         "dataUrl": None,
     }
@@ -129,6 +131,7 @@ def test_the_ai_reads_the_chosen_series_and_the_other_is_kept_and_viewable(
         [10, 24, 40],
     )
     assert (extra["spacing"], extra["thickness"]) == ([0.8, 0.8], 5.0)
+    assert extra["positions"] == [5.0 * k for k in range(10)]
     assert extra["orientation"] == {
         "left": "P",
         "right": "A",

@@ -82,6 +82,25 @@
   const loaded = new Map(allSeries.map((s) => [s.index, { slices: new Array(s.shape[0]), pending: new Set(), at: null }]));
   let loadRun = 0; // a new run stops the previous series' loading loop
 
+  // The slice of `to` at the level of slice `index` of `from` (the nearest by
+  // position), or null when a series does not know its positions. `left`, where
+  // the reader left `to`, wins when it is within half a slice of that level, so a
+  // round trip through a thicker series comes back to the same slice.
+  function nearestLevel(from, index, to, left) {
+    if (!from || !from.positions || !to.positions) return null;
+    const here = from.positions[index];
+    if (here === undefined) return null;
+    const step = (s) => (s.positions.length > 1 ? Math.abs(s.positions[1] - s.positions[0]) : 0);
+    if (left !== null && Math.abs(to.positions[left] - here) <= Math.max(step(from), step(to)) / 2) {
+      return left;
+    }
+    let best = null;
+    to.positions.forEach((p, k) => {
+      if (best === null || Math.abs(p - here) < Math.abs(to.positions[best] - here)) best = k;
+    });
+    return best;
+  }
+
   function useSeries(next) {
     const previous = series;
     const fraction = count > 1 ? state.index / (count - 1) : 0;
@@ -98,9 +117,14 @@
     image = ctx.createImageData(cols, rows);
     pixels32 = new Uint32Array(image.data.buffer);
     slider.max = String(count - 1);
-    // Where it was left, else the same height in the stack (both run foot to head).
+    // The level the reader was looking at, when both series know their slices'
+    // positions (PACS viewers link series so); else where it was left, else the
+    // same height in the stack (both run foot to head).
     const at = loaded.get(series.index).at;
-    if (previous !== series) state.index = at !== null ? at : Math.round(fraction * (count - 1));
+    const level = previous !== series ? nearestLevel(previous, state.index, series, at) : null;
+    if (previous !== series) {
+      state.index = level !== null ? level : at !== null ? at : Math.round(fraction * (count - 1));
+    }
     state.index = Math.min(Math.max(state.index, 0), count - 1);
     state.zoom = 1; state.panX = 0; state.panY = 0; // the window stays
     for (const edge of ["left", "right", "top", "bottom"]) {
