@@ -8,11 +8,11 @@ import pydicom
 import pytest
 
 from accounts.models import AuditEntry, AuditOutcome
-from diagnosis.models import Arrival, Study, StudyStatus
-from diagnosis.services import study_process
+from diagnosis.models import Arrival, SeriesStatus, Study, StudyStatus
+from diagnosis.services import series_read_pending, study_process
 from dicomnode.models import CollectionState, DicomNode, IncomingStudy
 
-from .conftest import DCMTK, echoscu, series, storescu, wait_for
+from .conftest import DCMTK, echoscu, fake_analysis, series, storescu, wait_for
 
 pytestmark = [DCMTK, pytest.mark.slow]
 
@@ -206,3 +206,44 @@ def test_a_node_that_sends_a_study_per_association_has_it_completed_on_release(
     study = queued_study(timeout=15)
     assert study is not None and study.slice_count == 8
     assert IncomingStudy.objects.get().state == CollectionState.QUEUED
+
+
+def test_a_second_series_sent_later_joins_the_study_for_viewing(
+    listener, tmp_path, stub_analysis, active_model
+):
+    """A scanner sends the brain series, then a bone-kernel series of the same study
+    in another association: one study, analysed on its brain series, with the bone
+    series kept and read for the viewer."""
+    brain = series(tmp_path / "brain", slices=10, uid_seed="two-a")
+    bone = series(tmp_path / "bone", slices=6, uid_seed="two-b")
+    study_uid = pydicom.dcmread(brain[0], stop_before_pixels=True).StudyInstanceUID
+    for path in bone:
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesNumber, ds.SeriesDescription = 3, "BONE"
+        ds.save_as(path, enforce_file_format=True)
+    assert storescu(listener.port, brain).returncode == 0
+    assert storescu(listener.port, bone).returncode == 0
+
+    study = wait_for(
+        lambda: Study.objects.filter(other_series__isnull=False).first(), timeout=30
+    )
+    assert study is not None and Study.objects.count() == 1
+    assert study.slice_count == 10  # the AI's series: the one with most slices
+    other = study.other_series.get()
+    assert (other.label, other.slice_count, other.status) == (
+        '3 "BONE"',
+        6,
+        SeriesStatus.PENDING,
+    )
+    stub_analysis.next = fake_analysis(slices=10)
+    outcome = study_process(study_id=study.pk)
+    study.refresh_from_db()
+    assert study.status == StudyStatus.READY, (
+        outcome,
+        study.status,
+        study.error_message,
+    )
+    assert series_read_pending(study_id=study.pk) == 1
+    other.refresh_from_db()
+    assert other.status == SeriesStatus.READY
