@@ -11,19 +11,22 @@ from . import recovery, services
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
-    bind=True,
-    name="diagnosis.tasks.study_process_task",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    soft_time_limit=settings.STUDY_SOFT_TIME_LIMIT,
-    time_limit=settings.STUDY_SOFT_TIME_LIMIT + 30,
-    # Only infrastructure errors are retried; a model failure is recorded instead.
-    autoretry_for=INFRASTRUCTURE_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=8,
-)
+#: A study's work: acknowledged once done (a worker's death gives the message back),
+#: bounded in time, and retried only for infrastructure errors; a model or reader
+#: failure is recorded instead.
+STUDY_TASK_OPTIONS = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "soft_time_limit": settings.STUDY_SOFT_TIME_LIMIT,
+    "time_limit": settings.STUDY_SOFT_TIME_LIMIT + 30,
+    "autoretry_for": INFRASTRUCTURE_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "max_retries": 8,
+}
+
+
+@shared_task(bind=True, name="diagnosis.tasks.study_process_task", **STUDY_TASK_OPTIONS)
 def study_process_task(self, study_id: int) -> str:
     outcome = services.study_process(study_id=study_id)
     if outcome == services.ProcessOutcome.BUSY:
@@ -33,17 +36,7 @@ def study_process_task(self, study_id: int) -> str:
     return outcome
 
 
-@shared_task(
-    name="diagnosis.tasks.series_read_task",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    soft_time_limit=settings.STUDY_SOFT_TIME_LIMIT,
-    time_limit=settings.STUDY_SOFT_TIME_LIMIT + 30,
-    autoretry_for=INFRASTRUCTURE_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=8,
-)
+@shared_task(name="diagnosis.tasks.series_read_task", **STUDY_TASK_OPTIONS)
 def series_read_task(study_id: int) -> int:
     """A ready study's other series, read for the viewer (the AI never sees them)."""
     return services.series_read_pending(study_id=study_id)

@@ -16,7 +16,7 @@ from accounts.tests.factories import PASSWORD, UserFactory
 from diagnosis import services
 from diagnosis.models import Study
 from diagnosis.tasks import series_read_task, study_process_task
-from tests.browser import ARTIFACTS, needs_chromium
+from tests.browser import ARTIFACTS, needs_chromium, sign_in
 
 from .conftest import series_hu, two_series_analysis, uploads_of
 from .test_browser_viewer import at, expected_grey, grey, window
@@ -47,14 +47,7 @@ def page(browser, live_server, study):
     radiologist = UserFactory(username="series-radiologist", role="radiologist")
     radiologist.set_password(PASSWORD)
     radiologist.save()
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.js_errors = []
-    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill("series-radiologist")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server.url}/")
+    page = sign_in(browser, live_server.url, "series-radiologist", PASSWORD)
     page.goto(live_server.url + reverse("diagnosis:study-detail", args=[study.pk]))
     shown(page, series=0, slices=20)
     yield page

@@ -17,7 +17,7 @@ from accounts.tests.factories import PASSWORD, UserFactory
 from diagnosis import services, storage
 from diagnosis.models import Study
 from diagnosis.tasks import study_process_task
-from tests.browser import ARTIFACTS, needs_chromium
+from tests.browser import ARTIFACTS, needs_chromium, sign_in
 
 from .conftest import uploads_of
 
@@ -67,14 +67,7 @@ def page(browser, live_server, study):
     radiologist = UserFactory(username="viewer-radiologist", role="radiologist")
     radiologist.set_password(PASSWORD)
     radiologist.save()
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.js_errors = []
-    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill("viewer-radiologist")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server.url}/")
+    page = sign_in(browser, live_server.url, "viewer-radiologist", PASSWORD)
     open_study(page, live_server, study)
     yield page
     page.close()
