@@ -38,8 +38,9 @@ def _process(user, folder, monkeypatch):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the shipped model also outlines the phantom's deep grey nuclei: 12.3 mL "
-    "measured for a 6.0 mL bleed (docs/BENCHMARKS.md, issue 12)",
+    reason="the shipped model also outlines the phantom's deep grey nuclei: 18.8 mL "
+    "measured for a 6.0 mL bleed, 12.3 mL before the 2026-12-07 retraining "
+    "(docs/BENCHMARKS.md, issue 12)",
 )
 def test_a_head_with_a_bleed_is_a_suspected_hemorrhage_with_its_volume(
     shipped_model, clinician, client, tmp_path, monkeypatch

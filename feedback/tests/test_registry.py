@@ -396,6 +396,24 @@ def test_the_shipped_model_page_shows_the_figures_of_its_list_row(
     assert "2093 images, 56 patients" in trained_on
 
 
+def test_the_shipped_model_keeps_the_specificity_floor_the_gate_holds_others_to(
+    as_admin, settings, data_dirs
+):
+    """model_ensure activates the shipped model without the promotion gate; its
+    threshold was chosen to keep the gate's floor, so it is not marked as calling
+    most normal studies strokes (the first one, at specificity 0.00, was)."""
+    from django.core.management import call_command
+
+    settings.SHIPPED_MODEL_DIR = settings.BASE_DIR / "models" / "ich-seg-ctich"
+    call_command("model_ensure", stdout=io.StringIO())
+    shipped = ModelVersion.objects.get()
+    assert shipped.metrics["study"]["specificity"] >= settings.PROMOTION_MIN_SPECIFICITY
+    row = row_of(as_admin.get(reverse("feedback:model-list")), shipped)
+    assert "calls most normal studies strokes" not in row
+    page = as_admin.get(reverse("feedback:model-detail", args=[shipped.pk]))
+    assert "calls most normal studies strokes" not in page.text
+
+
 def test_a_model_page_shows_its_list_rows_figures_and_job_fingerprint(
     as_admin, make_version, ready_dataset, admin
 ):

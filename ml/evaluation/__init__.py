@@ -28,6 +28,7 @@ from ml.evaluation.metrics import (
     group_labels,
     roc_auc,
     threshold_for_sensitivity,
+    threshold_with_specificity_floor,
 )
 from ml.evaluation.report import (
     bootstrap_ci,
@@ -91,4 +92,5 @@ __all__ = [
     "softmax",
     "summary_row",
     "threshold_for_sensitivity",
+    "threshold_with_specificity_floor",
 ]

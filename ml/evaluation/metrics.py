@@ -175,6 +175,57 @@ def threshold_for_sensitivity(*, y_true: Any, prob: Any, target: float = 0.95) -
     return float(np.clip(positives[needed - 1], 1e-6, 1.0 - 1e-6))
 
 
+def threshold_with_specificity_floor(
+    *,
+    y_true: Any,
+    prob: Any,
+    target_sensitivity: float = 0.95,
+    min_specificity: float = 0.0,
+) -> float:
+    """The threshold of the highest sensitivity, up to ``target_sensitivity``, whose
+    specificity on these data is at least ``min_specificity``.
+
+    ``y_true`` (N,) 0/1 with at least one positive and one negative when a floor is
+    set, ``prob`` (N,). Candidates are the positive scores (between two of them the
+    sensitivity does not change and the specificity only falls as the threshold
+    does); among those meeting the floor, the one whose sensitivity, capped at the
+    target, is highest, and of those the highest threshold. With no floor this is
+    :func:`threshold_for_sensitivity`. ValueError, naming the best specificity
+    there is, when no threshold that finds a positive meets the floor.
+    """
+    if not 0.0 <= min_specificity <= 1.0:
+        raise ValueError(f"min_specificity must be in [0, 1], got {min_specificity}")
+    if min_specificity == 0.0:
+        return threshold_for_sensitivity(
+            y_true=y_true, prob=prob, target=target_sensitivity
+        )
+    if not 0.0 < target_sensitivity <= 1.0:
+        raise ValueError(
+            f"target sensitivity must be in (0, 1], got {target_sensitivity}"
+        )
+    y, p = _check_binary(y_true, prob)
+    positives, negatives = np.sort(p[y == 1])[::-1], p[y == 0]
+    if positives.size == 0 or negatives.size == 0:
+        raise ValueError(
+            "a specificity floor needs positive and negative examples, got "
+            f"{positives.size} and {negatives.size}"
+        )
+    candidates = np.unique(positives)[::-1]  # highest first
+    sensitivity = np.array([(positives >= t).mean() for t in candidates])
+    specificity = np.array([(negatives < t).mean() for t in candidates])
+    allowed = specificity >= min_specificity - 1e-12
+    if not allowed.any():
+        raise ValueError(
+            f"no threshold keeps specificity at or above {min_specificity:g}: at "
+            f"the highest positive score ({candidates[0]:.4g}) it is "
+            f"{specificity[0]:.3f} with sensitivity {sensitivity[0]:.3f}; the "
+            "scores do not separate the classes well enough for this floor"
+        )
+    capped = np.where(allowed, np.minimum(sensitivity, target_sensitivity), -1.0)
+    best = int(np.flatnonzero(capped >= capped.max() - 1e-12)[0])  # highest such t
+    return float(np.clip(candidates[best], 1e-6, 1.0 - 1e-6))
+
+
 def expected_calibration_error(*, y_true: Any, prob: Any, bins: int = 10) -> float:
     """ECE of a binary classifier (Guo et al. 2017): confidence max(p, 1-p) in
     ``bins`` equal-width bins, the bin-size-weighted mean |accuracy - confidence|."""

@@ -67,6 +67,8 @@ def seg_card(
             )
             if k in local
         }
+    if cv.get("operating_point"):
+        metrics["operating_point"] = cv["operating_point"]
     external = report.get("external")
     if external:
         metrics["external"] = external
@@ -119,6 +121,7 @@ def seg_card(
             "top_k": cfg.top_k,
             "brain_slices_only": True,
             "target_sensitivity": cfg.target_sensitivity,
+            "min_specificity": getattr(cfg, "min_specificity", 0.0),
             "train_config": cfg.to_dict(),
             "command": _command(),
         },

@@ -21,7 +21,8 @@ trained on every patient and written to --out (model.keras, model.onnx, model.js
 
 The default model shipped with the project was made with:
   python -m ml train-seg --data ../shared/data/ct-ich --out models/ich-seg-ctich \\
-      --report docs/results/ich_seg_cv.json --cache var/cache
+      --report docs/results/ich_seg_cv.json --cache var/cache --epochs 30 \\
+      --min-specificity 0.5
 """
 
 
@@ -51,7 +52,18 @@ def _register(subparsers: Any) -> None:
         type=float,
         default=0.95,
         help="the study threshold is the highest whose out-of-fold sensitivity "
-        "reaches this",
+        "reaches this (or the highest sensitivity below it that --min-specificity "
+        "allows)",
+    )
+    parser.add_argument(
+        "--min-specificity",
+        type=float,
+        default=0.5,
+        help="the study threshold keeps the out-of-fold study specificity at "
+        "least this (default 0.5, the promotion gate's PROMOTION_MIN_SPECIFICITY: "
+        "below it false alarms bury the bleeds on the worklist; 0 = no floor); "
+        "training stops with an error, before the final network, when no "
+        "threshold does",
     )
     parser.add_argument("--name", default="ich-seg-ctich")
     parser.add_argument("--version", default="1")
@@ -74,6 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         cv=args.cv,
         seed=args.seed,
         target_sensitivity=args.target_sensitivity,
+        min_specificity=args.min_specificity,
     )
     try:
         report = seg_train(

@@ -55,6 +55,11 @@ class SegTrainConfig:
     cv: int = 5
     seed: int = 0
     target_sensitivity: float = 0.95
+    # The portal's promotion gate (PROMOTION_MIN_SPECIFICITY) refuses a model whose
+    # study specificity is below 0.5: below it, false alarms crowd the real bleeds
+    # off the top of the worklist. The shipped model is activated without the gate,
+    # so its threshold is held to the same floor here (0 = sensitivity alone).
+    min_specificity: float = 0.5
     aggregation: str = "max"
     top_k: int = 2
     score_rule: str = "blob"
@@ -190,22 +195,95 @@ def original_maps(
     return out
 
 
-def calibrate(
-    data: SegSlices, raw: np.ndarray, cfg: SegTrainConfig
-) -> tuple[float, float]:
-    """(temperature, threshold) from out-of-fold raw slice scores."""
-    from ml.evaluation.metrics import threshold_for_sensitivity
+def fit_slice_temperature(data: SegSlices, raw: np.ndarray) -> float:
+    """The slice temperature fitted on the brain slices' raw scores."""
     from ml.lesion.model import fit_temperature
 
     brain = data.is_brain
-    temperature = fit_temperature(_logit(raw[brain]), data.labels[brain].astype(int))
-    _names, study_p, study_y = study_table(
-        data, slice_probability(raw, temperature), cfg
+    return fit_temperature(_logit(raw[brain]), data.labels[brain].astype(int))
+
+
+def study_threshold(
+    study_y: np.ndarray, study_p: np.ndarray, cfg: SegTrainConfig
+) -> float:
+    """The study threshold of the card's rule: the highest sensitivity up to
+    ``cfg.target_sensitivity`` whose specificity is at least ``cfg.min_specificity``
+    on these (out-of-fold) study scores."""
+    from ml.evaluation.metrics import threshold_with_specificity_floor
+
+    return threshold_with_specificity_floor(
+        y_true=study_y,
+        prob=study_p,
+        target_sensitivity=cfg.target_sensitivity,
+        min_specificity=cfg.min_specificity,
     )
-    threshold = threshold_for_sensitivity(
-        y_true=study_y, prob=study_p, target=cfg.target_sensitivity
-    )
-    return temperature, threshold
+
+
+def out_of_fold_scores(
+    data: SegSlices, raw: np.ndarray, temperature: float, cfg: SegTrainConfig
+) -> dict[str, Any]:
+    """Every patient's and every slice's out-of-fold score, by patient name and
+    slice position, so that a threshold (or a temperature) can be chosen again
+    without training: ``studies`` (patient, fold, label, probability), one record
+    each, and ``slices``, one list per column: patient, index (0-based position in
+    the study as read, inferior to superior), label, brain slice (only those decide
+    a study), raw score and calibrated probability."""
+    slice_p = slice_probability(raw, temperature)
+    names, study_p, study_y = study_table(data, slice_p, cfg)
+    fold_of = {
+        name: number
+        for number, held in enumerate(patient_folds(data, cfg.cv, cfg.seed), start=1)
+        for name in held
+    }
+    return {
+        "temperature": temperature,
+        "rule": {
+            "target_sensitivity": cfg.target_sensitivity,
+            "min_specificity": cfg.min_specificity,
+            "aggregation": cfg.aggregation,
+            "top_k": cfg.top_k,
+            "score_rule": cfg.score_rule,
+        },
+        "studies": [
+            {
+                "patient": name,
+                "fold": fold_of[name],
+                "label": int(label),
+                "probability": float(prob),
+            }
+            for name, label, prob in zip(names, study_y, study_p, strict=True)
+        ],
+        # One list per column (2,000 slices as records would be 8 lines each).
+        "slices": {
+            "patient": [str(g) for g in data.groups],
+            "index": [int(i) for i in data.order],
+            "label": [int(v) for v in data.labels],
+            "brain": [bool(v) for v in data.is_brain],
+            "raw": [round(float(v), 6) for v in raw],
+            "probability": [round(float(v), 6) for v in slice_p],
+        },
+    }
+
+
+def operating_point(report: dict[str, Any], cfg: SegTrainConfig) -> dict[str, Any]:
+    """The study sensitivity and specificity expected at the stored threshold (the
+    out-of-fold figures, with their patient-bootstrap CIs) and the rule that chose
+    it."""
+    study = report["study"]
+    return {
+        "threshold": study["threshold"],
+        "sensitivity": study["sensitivity"],
+        "specificity": study["specificity"],
+        "ci95": {k: study["ci95"][k] for k in ("sensitivity", "specificity")},
+        "confusion_matrix": study["confusion_matrix"],
+        "rule": (
+            f"the highest out-of-fold study sensitivity up to "
+            f"{cfg.target_sensitivity:g} whose specificity is at least "
+            f"{cfg.min_specificity:g}"
+        ),
+        "target_sensitivity": cfg.target_sensitivity,
+        "min_specificity": cfg.min_specificity,
+    }
 
 
 def slice_probability(raw: np.ndarray, temperature: float) -> np.ndarray:
@@ -368,11 +446,15 @@ def seg_train(
             np.save(Path(cache_dir) / "seg-oof-maps.npy", maps.astype(np.float16))
         report["score_rules"] = _compare_rules(data, maps, cfg)
         raw = slice_scores(maps, data.inputs[..., 1] > 0.5, rule=cfg.score_rule)
-        temperature, threshold = calibrate(data, raw, cfg)
+        temperature = fit_slice_temperature(data, raw)
+        oof = out_of_fold_scores(data, raw, temperature, cfg)
+        report["out_of_fold"] = oof
+        report["cv_seconds"] = time.perf_counter() - started
+        threshold = _threshold_or_fail(oof, cfg, report, report_path)
         report["cv"] = evaluate_maps(
             data, maps, cfg, temperature=temperature, threshold=threshold
         )
-        report["cv_seconds"] = time.perf_counter() - started
+        report["cv"]["operating_point"] = operating_point(report["cv"], cfg)
     else:
         temperature, threshold = 1.0, 0.5
     report["temperature"], report["threshold"] = temperature, threshold
@@ -397,6 +479,33 @@ def seg_train(
         if report_path is not None:
             _write_json(report_path, report)
     return report
+
+
+def _threshold_or_fail(
+    oof: dict[str, Any],
+    cfg: SegTrainConfig,
+    report: dict[str, Any],
+    report_path: str | Path | None,
+) -> float:
+    """The study threshold of the out-of-fold scores; when none meets the floor,
+    the report (with those scores) is written and a ValueError says so, before
+    the final network is trained."""
+    study_y = np.array([s["label"] for s in oof["studies"]])
+    study_p = np.array([s["probability"] for s in oof["studies"]])
+    try:
+        return study_threshold(study_y, study_p, cfg)
+    except ValueError as exc:
+        where = "not written (no --report)"
+        if report_path is not None:
+            report["error"] = str(exc)
+            _write_json(report_path, report)
+            where = f"in {report_path}"
+        raise ValueError(
+            f"the out-of-fold study scores allow no threshold with specificity "
+            f">= {cfg.min_specificity:g} ({exc}); no model was written. The "
+            f"scores are {where}: choose another --min-specificity, or a better "
+            "model."
+        ) from exc
 
 
 def _write_json(path: str | Path, report: dict[str, Any]) -> None:

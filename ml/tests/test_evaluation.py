@@ -24,6 +24,7 @@ from ml.evaluation import (
     roc_auc,
     softmax,
     threshold_for_sensitivity,
+    threshold_with_specificity_floor,
 )
 
 
@@ -136,6 +137,22 @@ def test_threshold_reaches_the_target_sensitivity_and_no_higher_one_does(target)
         higher = binary_metrics(y_true=y, prob=prob, threshold=above.min())
         assert higher["sensitivity"] < target
     assert 0 < threshold < 1
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.3, 0.5, 0.8])
+def test_a_specificity_floor_keeps_the_most_sensitive_threshold_that_meets_it(floor):
+    y, prob = _fixed(seed=3)
+    threshold = threshold_with_specificity_floor(
+        y_true=y, prob=prob, target_sensitivity=0.95, min_specificity=floor
+    )
+    chosen = binary_metrics(y_true=y, prob=prob, threshold=threshold)
+    assert chosen["specificity"] >= floor
+    for other in np.unique(prob):  # no threshold that keeps the floor finds more
+        m = binary_metrics(y_true=y, prob=prob, threshold=other)
+        if m["specificity"] >= floor:
+            assert min(m["sensitivity"], 0.95) <= min(chosen["sensitivity"], 0.95)
+    if floor == 0.0:
+        assert threshold == threshold_for_sensitivity(y_true=y, prob=prob, target=0.95)
 
 
 def test_temperature_scaling_recovers_a_known_temperature():

@@ -5,6 +5,7 @@ bleeds it learns from, and the arithmetic of scores and volumes."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import cv2
@@ -23,22 +24,25 @@ from ml.synthetic.images import window_to_uint8
 SIZE, SLICES = 96, 8
 
 
-def _write_manifest(root: Path, studies: int = 4) -> Path:
+def _write_manifest(root: Path, studies: int = 4, *, one_head: bool = False) -> Path:
     """PNG slices and masks of phantom heads (half with a hematoma) and their
-    labels.csv, laid out as ct-ich is."""
+    labels.csv, laid out as ct-ich is. ``one_head``: every study is the same head
+    with a hematoma, masked in half of them only, so that no score can tell the
+    "normal" studies from the bleeds."""
     rows = []
     for number in range(studies):
         bleed = number % 2 == 1
         phantom = synthetic.make_phantom(
-            label="hemorrhagic" if bleed else "normal",
-            lesion="intraparenchymal" if bleed else None,
+            label="hemorrhagic" if bleed or one_head else "normal",
+            lesion="intraparenchymal" if bleed or one_head else None,
             size=SIZE,
             slices=SLICES,
-            seed=500 + number,
+            seed=500 + (1 if one_head else number),
         )
         images = window_to_uint8(phantom.volume_hu, window="brain")
+        masks = phantom.mask if bleed else np.zeros_like(phantom.mask)
         for k in range(SLICES):
-            for kind, pixels in (("images", images[k]), ("masks", phantom.mask[k])):
+            for kind, pixels in (("images", images[k]), ("masks", masks[k])):
                 path = root / kind / f"{number:03d}" / f"{k + 1:02d}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(
@@ -85,6 +89,30 @@ def tiny_model(tmp_path_factory) -> Path:
     )
     assert code == 0
     return out
+
+
+def _train_seg_cli(data: Path, out: Path, *extra: str) -> int:
+    """``train-seg`` with 2-fold CV by patient and one short epoch per network."""
+    return main(
+        [
+            "train-seg",
+            "--data",
+            str(data),
+            "--out",
+            str(out / "model"),
+            "--report",
+            str(out / "cv.json"),
+            "--cv",
+            "2",
+            "--epochs",
+            "1",
+            "--samples",
+            "16",
+            "--size",
+            "64",
+            *extra,
+        ]
+    )
 
 
 def _load_result(volume: np.ndarray, *, spacing=(0.5, 0.5), slice_mm=5.0, units="HU"):
@@ -207,3 +235,97 @@ def test_the_blob_rule_scores_a_real_region_above_a_confident_speck():
     assert peak[1] < peak[0]  # the peak rule sees the speck as 1/6 of a bleed
     with pytest.raises(ValueError, match="score rule"):
         slice_scores(maps, brains, rule="mean")
+
+
+def _cfg(**kwargs):
+    from ml.segment.train import SegTrainConfig
+
+    return SegTrainConfig(**kwargs)
+
+
+# Ten bleed patients and ten normal ones, scored as out-of-fold study probabilities.
+BLEED = [0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.3, 0.2, 0.1]
+NORMAL = [0.88, 0.72, 0.65, 0.5, 0.4, 0.35, 0.25, 0.15, 0.12, 0.05]
+
+
+@pytest.mark.parametrize(
+    ("target", "floor", "expected", "sensitivity", "specificity"),
+    [
+        (0.95, 0.0, 0.1, 1.0, 0.1),  # sensitivity alone: every bleed, 9 alarms
+        (0.95, 0.5, 0.6, 0.7, 0.7),  # 0.3 would find 8 bleeds but flag 6 normals
+        (0.95, 0.75, 0.7, 0.6, 0.8),
+        (0.95, 0.3, 0.2, 0.9, 0.3),
+        (0.6, 0.5, 0.7, 0.6, 0.8),  # target met: the highest threshold meeting it
+    ],
+)
+def test_the_study_threshold_is_the_most_sensitive_that_keeps_the_specificity_floor(
+    target, floor, expected, sensitivity, specificity
+):
+    from ml.evaluation.metrics import binary_metrics
+    from ml.segment.train import study_threshold
+
+    y = np.array([1] * len(BLEED) + [0] * len(NORMAL))
+    p = np.array(BLEED + NORMAL)
+    cfg = _cfg(target_sensitivity=target, min_specificity=floor)
+    threshold = study_threshold(y, p, cfg)
+    assert threshold == pytest.approx(expected)
+    m = binary_metrics(y_true=y, prob=p, threshold=threshold)
+    assert (m["sensitivity"], m["specificity"]) == pytest.approx(
+        (sensitivity, specificity)
+    )
+
+
+def test_the_study_threshold_is_refused_when_no_threshold_keeps_the_floor():
+    from ml.segment.train import study_threshold
+
+    y = np.array([1, 1, 0, 0])
+    p = np.array([0.6, 0.4, 0.9, 0.5])  # a normal study above every bleed
+    with pytest.raises(ValueError, match=r"no threshold keeps specificity.*0\.6"):
+        study_threshold(y, p, _cfg(min_specificity=0.6))
+    assert study_threshold(y, p, _cfg(min_specificity=0.5)) == pytest.approx(0.6)
+
+
+def test_the_specificity_floor_given_to_the_cli_reaches_the_card(tmp_path):
+    from ml.segment.train import study_threshold
+
+    data = _write_manifest(tmp_path / "data")
+    assert _train_seg_cli(data, tmp_path, "--min-specificity", "0") == 0
+    card = model_card_load(tmp_path / "model")
+    assert card.extra["min_specificity"] == 0.0  # not the default 0.5
+    assert card.extra["train_config"]["min_specificity"] == 0.0
+    point = card.metrics["operating_point"]
+    assert point["threshold"] == pytest.approx(card.threshold)
+    assert point["min_specificity"] == 0.0
+    assert point["specificity"] == card.metrics["study"]["specificity"]
+    assert point["sensitivity"] == card.metrics["study"]["sensitivity"]
+    assert set(point["ci95"]) == {"sensitivity", "specificity"}
+    # The report alone gives the threshold again, by patient name, without training.
+    report = json.loads((tmp_path / "cv.json").read_text())
+    studies = report["out_of_fold"]["studies"]
+    assert sorted(s["patient"] for s in studies) == ["0", "1", "2", "3"]
+    assert {s["fold"] for s in studies} == {1, 2}
+    y = np.array([s["label"] for s in studies])
+    p = np.array([s["probability"] for s in studies])
+    again = study_threshold(y, p, _cfg(min_specificity=0.0))
+    assert again == pytest.approx(card.threshold)
+    slices = report["out_of_fold"]["slices"]
+    assert len(slices["patient"]) == len(slices["probability"]) == 4 * SLICES
+    assert slices["patient"].count("3") == SLICES
+
+
+def test_training_stops_before_the_final_network_when_the_floor_is_unreachable(
+    tmp_path,
+):
+    # The same head in every study: whatever it scores, each fold's "normal" twin
+    # of its bleed scores the same, so at the top bleed's score half the normal
+    # studies are flagged, and a floor of 0.9 cannot be met.
+    data = _write_manifest(tmp_path / "data", one_head=True)
+    code = _train_seg_cli(data, tmp_path, "--min-specificity", "0.9")
+    assert code == 1
+    assert not (tmp_path / "model" / "model.json").exists()
+    report = json.loads((tmp_path / "cv.json").read_text())
+    assert "no threshold keeps specificity at or above 0.9" in report["error"]
+    studies = report["out_of_fold"]["studies"]
+    for fold in (1, 2):  # the premise: a fold's studies are scored alike
+        assert len({s["probability"] for s in studies if s["fold"] == fold}) == 1
+    assert "threshold" not in report

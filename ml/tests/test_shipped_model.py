@@ -53,6 +53,23 @@ def test_the_shipped_model_is_small_licensed_and_not_a_demo():
     assert card.metrics["study"]["auc"] > 0.5  # the CV figures are in the card
 
 
+def test_the_shipped_models_threshold_keeps_the_promotion_gates_specificity_floor():
+    # 0.5 is PROMOTION_MIN_SPECIFICITY's default (ml/ reads no Django setting): a
+    # threshold below it calls most normal studies bleeds, as the first shipped
+    # threshold (0.117, specificity 0.00) called every one.
+    card = model_card_load(SHIPPED)
+    point = card.metrics["operating_point"]
+    assert card.extra["min_specificity"] == 0.5
+    assert point["threshold"] == pytest.approx(card.threshold)
+    assert point["specificity"] == card.metrics["study"]["specificity"] >= 0.5
+    assert point["sensitivity"] == card.metrics["study"]["sensitivity"] > 0.5
+    (tn, fp), (fn, tp) = point["confusion_matrix"]
+    assert tn / (tn + fp) == pytest.approx(point["specificity"])
+    assert tp / (tp + fn) == pytest.approx(point["sensitivity"])
+    low, high = point["ci95"]["specificity"]
+    assert low <= point["specificity"] <= high
+
+
 def test_the_shipped_model_loads_with_its_checksums_and_refuses_a_changed_file(
     tmp_path,
 ):
@@ -83,7 +100,8 @@ def test_the_onnx_file_computes_what_the_float_keras_model_computes(predictor):
 @pytest.mark.xfail(
     strict=True,
     reason="it finds the bleed (its slices score 0.9, the outline covers it) but "
-    "also outlines the phantom's deep grey nuclei: 9.2 mL measured for 3.9 mL",
+    "also outlines the phantom's deep grey nuclei: 16.7 mL measured for 3.9 mL "
+    "(9.2 mL before the 2026-12-07 retraining)",
 )
 def test_it_finds_a_bleed_of_known_volume_and_measures_it(predictor):
     phantom = synthetic.make_phantom(
