@@ -132,9 +132,12 @@ def viewable_series(*, study: Study, series: int) -> Series | None:
     return found
 
 
-def _series_meta(study: Study, series: Series | None) -> dict:
+def _series_meta(
+    study: Study, series: Series | None, *, positions: list | None = None
+) -> dict:
     """What the viewer needs to draw one series: its own shape, encoding, spacing,
-    orientation and default window."""
+    orientation, default window and slice positions (``positions``: the analysed
+    series' own, from its Slice rows; another series keeps them in its metadata)."""
     index = 0 if series is None else series.index
     path, volume = _volume(study, index)
     metadata = (study.dicom_metadata if series is None else series.dicom_metadata) or {}
@@ -149,21 +152,21 @@ def _series_meta(study: Study, series: Series | None) -> dict:
         "thicknessWords": _millimetres(metadata.get("slice_thickness_mm")),
         "orientation": ml_adapter.edge_labels(metadata.get("image_orientation")),
         "window": list(ml_adapter.viewer_window(volume, units=study.units)),
-        "positions": _positions(study, series, count=volume.shape[0]),
+        "positions": _positions(
+            positions
+            if series is None
+            else (series.dicom_metadata or {}).get("positions_mm"),
+            count=volume.shape[0],
+        ),
         "dataUrl": reverse("diagnosis:slice-data", args=[study.pk])
         + f"?series={index}",
     }
 
 
-def _positions(study: Study, series: Series | None, *, count: int) -> list | None:
-    """Each slice's position (mm, along the superior-pointing normal) of a series,
-    so that switching series keeps the level; None when any is unknown."""
-    if series is None:
-        found = list(
-            study.slices.order_by("index").values_list("position_mm", flat=True)
-        )
-    else:
-        found = (series.dicom_metadata or {}).get("positions_mm") or []
+def _positions(found: list | None, *, count: int) -> list | None:
+    """Each slice's position (mm, along the superior-pointing normal), so that
+    switching series keeps the level; None when any of the ``count`` is unknown."""
+    found = found or []
     ok = len(found) == count and all(
         isinstance(p, int | float) and math.isfinite(p) for p in found
     )
@@ -183,7 +186,7 @@ def viewer_meta(
     orientation markers, window presets, the per-slice AI probability and overlay
     slices, and where to fetch slices and overlays."""
     metadata = study.dicom_metadata or {}
-    analysed = _series_meta(study, None)
+    analysed = _series_meta(study, None, positions=[s.position_mm for s in slices])
     others = study.other_series.filter(status=SeriesStatus.READY)
     shown = [analysed] + [
         _series_meta(study, s)

@@ -121,7 +121,7 @@ def seg_card(
             "top_k": cfg.top_k,
             "brain_slices_only": True,
             "target_sensitivity": cfg.target_sensitivity,
-            "min_specificity": getattr(cfg, "min_specificity", 0.0),
+            "min_specificity": cfg.min_specificity,
             "train_config": cfg.to_dict(),
             "command": _command(),
         },
